@@ -1,0 +1,3 @@
+"""Extractive, cited question answering over a folder of documents."""
+
+__version__ = "0.1.0"

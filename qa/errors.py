@@ -1,0 +1,21 @@
+"""Errors a user can act on; every interface turns them into a one-line message."""
+
+
+class QAError(Exception):
+    """Base class: the message is shown to the user as it is."""
+
+
+class IndexMissing(QAError):
+    """No index has been built at the given folder."""
+
+
+class IndexInvalid(QAError):
+    """The index exists but cannot be used (damaged, older format, other model)."""
+
+
+class NoDocuments(QAError):
+    """Nothing readable was found in the sources."""
+
+
+class IndexBusy(QAError):
+    """Another process is building the same index."""

@@ -1,0 +1,211 @@
+"""Build or update an index: sources → chunks → vectors → store.
+
+Documents whose content hash is unchanged keep their chunks and vectors from
+the previous build; only new or changed ones are embedded again.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import store
+from .chunking import ChunkSettings, chunk_text
+from .embedding import Embedder
+from .errors import IndexInvalid, IndexMissing, NoDocuments
+from .sources import Document, SourceFile, find_files, read_document
+
+ENCODE_STEP = 512  # texts per progress-bar step
+
+
+@dataclass
+class BuildReport:
+    """What a build did, for the one-line summary."""
+
+    documents: int = 0
+    chunks: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"indexed {self.documents} documents, {self.chunks} chunks in {self.seconds:.1f} s "
+            f"({self.added} new, {self.changed} changed, {self.removed} removed, "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped)"
+        )
+
+
+@dataclass
+class _Part:
+    """One document's share of the index: its spans (relative) and vectors."""
+
+    document: Document
+    sentences: np.ndarray  # (n, 2) start, end
+    chunks: np.ndarray  # (m, 4) start, end, first sentence, last sentence (relative)
+    sentence_vectors: np.ndarray | None = None
+    chunk_vectors: np.ndarray | None = None
+
+
+def build_index(
+    sources: list[Path],
+    index_dir: Path,
+    embedder: Embedder,
+    settings: ChunkSettings | None = None,
+    rebuild: bool = False,
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    progress: bool | None = None,
+) -> BuildReport:
+    """Index the sources into index_dir, reusing what an earlier build already embedded."""
+    started = time.perf_counter()
+    settings = settings or ChunkSettings(limit_tokens=embedder.max_tokens - 2)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    result = BuildReport()
+    with store.build_lock(index_dir):
+        previous = None if rebuild else _previous(index_dir, embedder, settings, report)
+        old_parts = _split_previous(previous) if previous else {}
+        parts: list[_Part] = []
+        fresh: list[_Part] = []
+        for item in find_files(sources, report):
+            part = _reuse_or_read(item, old_parts, report, result)
+            if part is None:
+                continue
+            if part.sentence_vectors is None:
+                fresh.append(part)
+            parts.append(part)
+        if not parts:
+            raise NoDocuments(
+                "no readable documents found in " + ", ".join(str(s) for s in sources)
+                + " (supported: .txt .md .html .htm .pdf)"
+            )
+        result.removed = len(set(old_parts) - {p.document.source for p in parts})
+        _chunk_and_embed(fresh, embedder, settings, progress)
+        manifest = {
+            "model": embedder.name,
+            "dimension": embedder.dimension,
+            "chunking": settings.as_dict(),
+            "documents": {p.document.source: p.document.sha256 for p in parts},
+        }
+        spans, chunk_vectors, sentence_vectors, chunk_texts = _assemble(parts, embedder.dimension)
+        docs = [p.document for p in parts]
+        store.save(index_dir, manifest, docs, spans, chunk_vectors, sentence_vectors, chunk_texts)
+    result.documents = len(parts)
+    result.chunks = len(chunk_texts)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _previous(index_dir: Path, embedder: Embedder, settings: ChunkSettings, report) -> store.IndexData | None:
+    """The earlier build if it can be reused; otherwise None (a full rebuild)."""
+    try:
+        data = store.load(index_dir, embedder.name, embedder.dimension)
+    except IndexMissing:
+        return None
+    except IndexInvalid as exc:
+        report(f"rebuilding from scratch: {str(exc).split(';')[0]}")
+        return None
+    if data.manifest.get("chunking") != settings.as_dict():
+        report("rebuilding from scratch: chunking settings changed")
+        return None
+    return data
+
+
+def _split_previous(data: store.IndexData) -> dict[str, _Part]:
+    """Cut the earlier build back into per-document parts (rows are grouped by document)."""
+    s, n = data.spans, len(data.documents)
+    sent_bounds = np.searchsorted(s["sent_doc"], np.arange(n + 1))
+    chunk_bounds = np.searchsorted(s["chunk_doc"], np.arange(n + 1))
+    parts = {}
+    for i, doc in enumerate(data.documents):
+        a, b = sent_bounds[i], sent_bounds[i + 1]
+        c, d = chunk_bounds[i], chunk_bounds[i + 1]
+        chunks = np.stack([s["chunk_start"][c:d], s["chunk_end"][c:d],
+                           s["chunk_first"][c:d] - a, s["chunk_last"][c:d] - a], axis=1)
+        parts[doc.source] = _Part(
+            doc, np.stack([s["sent_start"][a:b], s["sent_end"][a:b]], axis=1), chunks,
+            data.sentence_vectors[a:b], data.chunk_vectors[c:d],
+        )
+    return parts
+
+
+def _reuse_or_read(item: SourceFile, old: dict[str, _Part], report, result: BuildReport) -> _Part | None:
+    previous = old.get(item.source)
+    try:
+        if previous is not None and store.file_sha256(item.path) == previous.document.sha256:
+            result.unchanged += 1
+            return previous
+        document = read_document(item)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        report(f"skipped {item.path}: {reason}")
+        result.skipped.append(item.source)
+        return None
+    if previous is None:
+        result.added += 1
+    else:
+        result.changed += 1
+    return _Part(document, np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
+
+
+def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSettings, progress: bool) -> None:
+    for part in parts:
+        sentences, chunks = chunk_text(part.document.text, embedder.count_tokens, settings)
+        part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
+        part.chunks = np.array(
+            [(c.start, c.end, c.first_sentence, c.last_sentence) for c in chunks], np.int64
+        ).reshape(-1, 4)
+    sentence_texts = [p.document.text[a:b] for p in parts for a, b in p.sentences]
+    chunk_texts = [p.document.text[a:b] for p in parts for a, b, _, _ in p.chunks]
+    vectors = _encode(embedder, sentence_texts + chunk_texts, progress)
+    s_vec, c_vec = vectors[: len(sentence_texts)], vectors[len(sentence_texts):]
+    i = j = 0
+    for part in parts:
+        part.sentence_vectors = s_vec[i : i + len(part.sentences)]
+        part.chunk_vectors = c_vec[j : j + len(part.chunks)]
+        i += len(part.sentences)
+        j += len(part.chunks)
+
+
+def _encode(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, embedder.dimension), np.float32)
+    out = []
+    with tqdm(total=len(texts), unit="text", desc="embedding", disable=not progress) as bar:
+        for i in range(0, len(texts), ENCODE_STEP):
+            batch = texts[i : i + ENCODE_STEP]
+            out.append(embedder.encode(batch))
+            bar.update(len(batch))
+    return np.concatenate(out)
+
+
+def _assemble(parts: list[_Part], dim: int):
+    """Concatenate per-document parts into global arrays, rows grouped by document."""
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in store.SPAN_FIELDS}
+    offset = 0
+    chunk_texts: list[str] = []
+    for i, p in enumerate(parts):
+        n, m = len(p.sentences), len(p.chunks)
+        cols["sent_doc"].append(np.full(n, i, np.int64))
+        cols["sent_start"].append(p.sentences[:, 0])
+        cols["sent_end"].append(p.sentences[:, 1])
+        cols["chunk_doc"].append(np.full(m, i, np.int64))
+        cols["chunk_start"].append(p.chunks[:, 0])
+        cols["chunk_end"].append(p.chunks[:, 1])
+        cols["chunk_first"].append(p.chunks[:, 2] + offset)
+        cols["chunk_last"].append(p.chunks[:, 3] + offset)
+        chunk_texts.extend(p.document.text[a:b] for a, b, _, _ in p.chunks)
+        offset += n
+    spans = {k: np.concatenate(v).astype(np.int64) for k, v in cols.items()}
+    chunk_vectors = np.concatenate([p.chunk_vectors for p in parts]).reshape(-1, dim)
+    sentence_vectors = np.concatenate([p.sentence_vectors for p in parts]).reshape(-1, dim)
+    return spans, chunk_vectors.astype(np.float32), sentence_vectors, chunk_texts

@@ -1,0 +1,249 @@
+"""The index on disk: documents, spans, vectors, FAISS and BM25, behind one manifest.
+
+An index folder holds a ``current`` link to one complete build. A build is
+written into a fresh folder next to it and published by replacing the link
+in one atomic rename, so a reader never sees a half-written index and a
+crash mid-build leaves the previous one in place. The manifest records the
+format, model, chunking and a SHA-256 of every file, so a damaged or
+mismatched index is refused with a message that says how to rebuild it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+
+from .errors import IndexBusy, IndexInvalid, IndexMissing
+from .sources import Document
+
+FORMAT_VERSION = 1
+CURRENT = "current"
+LOCK = ".lock"
+SPAN_FIELDS = (
+    "sent_doc", "sent_start", "sent_end",
+    "chunk_doc", "chunk_start", "chunk_end", "chunk_first", "chunk_last",
+)
+
+
+@dataclass
+class IndexData:
+    """Everything retrieval and answering read, held in memory."""
+
+    manifest: dict
+    documents: list[Document]
+    spans: dict[str, np.ndarray]
+    chunk_vectors: np.ndarray
+    sentence_vectors: np.ndarray
+    dense: faiss.Index
+    lexical: bm25s.BM25 | None
+    path: Path
+
+    @property
+    def chunk_count(self) -> int:
+        return int(len(self.spans["chunk_start"]))
+
+    def chunk_text(self, i: int) -> str:
+        doc = self.documents[int(self.spans["chunk_doc"][i])]
+        return doc.text[int(self.spans["chunk_start"][i]) : int(self.spans["chunk_end"][i])]
+
+    def sentence_text(self, i: int) -> str:
+        doc = self.documents[int(self.spans["sent_doc"][i])]
+        return doc.text[int(self.spans["sent_start"][i]) : int(self.spans["sent_end"][i])]
+
+    def __post_init__(self) -> None:
+        self._by_source = {d.source: d for d in self.documents}
+
+    def document(self, source: str) -> Document | None:
+        return self._by_source.get(source)
+
+
+def rebuild_hint(index_dir: Path) -> str:
+    return f"rebuild it with: qa index SOURCES --index {index_dir} --rebuild"
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """Only one build of an index at a time; a second one is refused at once."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusy(
+                f"another 'qa index' is already building {index_dir}; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def exists(index_dir: Path) -> bool:
+    return (index_dir / CURRENT / "manifest.json").is_file()
+
+
+def save(
+    index_dir: Path,
+    manifest: dict,
+    documents: list[Document],
+    spans: dict[str, np.ndarray],
+    chunk_vectors: np.ndarray,
+    sentence_vectors: np.ndarray,
+    chunk_texts: list[str],
+) -> Path:
+    """Write a complete build aside, then publish it atomically."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    build = index_dir / f"build-{uuid.uuid4().hex[:12]}"
+    build.mkdir()
+    try:
+        with open(build / "documents.jsonl", "w", encoding="utf-8") as fh:
+            for d in documents:
+                row = {"source": d.source, "sha256": d.sha256, "pages": d.pages, "text": d.text}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        np.savez(build / "spans.npz", **{k: spans[k] for k in SPAN_FIELDS})
+        np.save(build / "chunk_vectors.npy", chunk_vectors)
+        np.save(build / "sentence_vectors.npy", sentence_vectors.astype(np.float16))
+        faiss.write_index(_dense_index(chunk_vectors), str(build / "dense.faiss"))
+        if chunk_texts:
+            lexical = bm25s.BM25()
+            lexical.index(tokenize(chunk_texts), show_progress=False)
+            lexical.save(str(build / "bm25"))
+        files = sorted(p for p in build.rglob("*") if p.is_file())
+        manifest = dict(manifest, format_version=FORMAT_VERSION, files={
+            p.relative_to(build).as_posix(): _file_digest(p) for p in files
+        })
+        (build / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        for p in [*files, build / "manifest.json"]:
+            _fsync(p)
+        link = index_dir / f".current-{uuid.uuid4().hex[:8]}"
+        os.symlink(build.name, link)
+        os.replace(link, index_dir / CURRENT)
+        _fsync(index_dir)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    _remove_old_builds(index_dir, keep=build.name)
+    return build
+
+
+def _remove_old_builds(index_dir: Path, keep: str) -> None:
+    for p in index_dir.iterdir():
+        if p.name.startswith(("build-", ".current-")) and p.name != keep:
+            if p.is_symlink() or p.is_file():
+                p.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _dense_index(vectors: np.ndarray) -> faiss.Index:
+    """Exact inner-product search over unit vectors (cosine similarity)."""
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    index = faiss.IndexFlatIP(dim)
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased, stemmed words without English stop words (BM25's vocabulary)."""
+    return bm25s.tokenize(
+        texts, stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False
+    )
+
+
+_STEMMER = None
+
+
+def _stemmer():
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return _STEMMER
+
+
+def _file_digest(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_manifest(index_dir: Path) -> dict:
+    """The manifest of the current build, checked for format."""
+    path = index_dir / CURRENT / "manifest.json"
+    if not path.is_file():
+        raise IndexMissing(f"no index at {index_dir}; build one with: qa index SOURCES --index {index_dir}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexInvalid(f"index manifest {path} is damaged ({exc}); {rebuild_hint(index_dir)}") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise IndexInvalid(
+            f"index at {index_dir} has format {found!r}, this version reads format "
+            f"{FORMAT_VERSION}; {rebuild_hint(index_dir)}"
+        )
+    return manifest
+
+
+def load(index_dir: Path, model_name: str | None = None, dimension: int | None = None) -> IndexData:
+    """Load and verify the current build; any damage or mismatch is an IndexInvalid."""
+    manifest = read_manifest(index_dir)
+    build = (index_dir / CURRENT).resolve()
+    if model_name is not None and manifest.get("model") != model_name:
+        raise IndexInvalid(
+            f"index at {index_dir} was built with model {manifest.get('model')!r}, not "
+            f"{model_name!r}; use --model {manifest.get('model')} or {rebuild_hint(index_dir)}"
+        )
+    if dimension is not None and manifest.get("dimension") != dimension:
+        raise IndexInvalid(
+            f"index at {index_dir} holds {manifest.get('dimension')}-dimensional vectors, the "
+            f"model makes {dimension}; {rebuild_hint(index_dir)}"
+        )
+    for name, expected in manifest.get("files", {}).items():
+        path = build / name
+        if not path.is_file() or _file_digest(path) != expected:
+            raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
+    try:
+        documents = []
+        with open(build / "documents.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                documents.append(Document(row["source"], row["text"], row["sha256"], row["pages"]))
+        with np.load(build / "spans.npz") as npz:
+            spans = {k: npz[k] for k in SPAN_FIELDS}
+        chunk_vectors = np.load(build / "chunk_vectors.npy")
+        sentence_vectors = np.load(build / "sentence_vectors.npy").astype(np.float32)
+        dense = faiss.read_index(str(build / "dense.faiss"))
+        lexical = bm25s.BM25.load(str(build / "bm25")) if (build / "bm25").is_dir() else None
+    except Exception as exc:  # anything unreadable past the checksums is still damage
+        raise IndexInvalid(f"index at {index_dir} cannot be read ({exc}); {rebuild_hint(index_dir)}") from None
+    return IndexData(manifest, documents, spans, chunk_vectors, sentence_vectors, dense, lexical, build)
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a source file, read in blocks (never the whole file at once)."""
+    return _file_digest(path)["sha256"]
