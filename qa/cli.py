@@ -1,0 +1,256 @@
+"""The ``qa`` command: index, ask, chat, eval and serve.
+
+Exit codes: 0 when it answered (or abstained), 2 for usage errors, 1 for
+anything else; every error is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from . import store
+from .answer import DEFAULT_THRESHOLD
+from .errors import QAError
+
+DEFAULT_INDEX = Path("index")
+
+
+def default_sources() -> list[Path]:
+    """The bundled seeds: ./seeds when present, else the copy beside the package."""
+    here = Path("seeds")
+    if here.is_dir():
+        return [here]
+    return [Path(__file__).resolve().parent.parent / "seeds"]
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _embedder(model: str | None):
+    from .embedding import Embedder
+
+    return Embedder(model)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .indexing import build_index
+
+    sources = [Path(s) for s in args.sources] or default_sources()
+    result = build_index(sources, args.index, _embedder(args.model), rebuild=args.rebuild, report=_say)
+    _say(result.summary())
+    return 0
+
+
+def ensure_index(index_dir: Path, model: str | None) -> None:
+    """Build the default index from the seeds the first time it is needed."""
+    if store.exists(index_dir) or index_dir != DEFAULT_INDEX:
+        return
+    from .indexing import build_index
+
+    sources = default_sources()
+    _say(f"no index yet: building {index_dir} from {', '.join(map(str, sources))} ...")
+    _say(build_index(sources, index_dir, _embedder(model), report=_say).summary())
+
+
+def _engine(args: argparse.Namespace):
+    from .engine import Engine
+
+    ensure_index(args.index, args.model)
+    return Engine(args.index, args.model, args.threshold)
+
+
+def format_answer(result: dict) -> str:
+    """Human-readable answer: the quote with markers, then each source as path:line."""
+    lines = []
+    if result["answerable"]:
+        markers = "".join(f"[{c['n']}]" for c in result["citations"])
+        lines.append(f"{result['answer']} {markers}")
+        lines.append(f"(confidence {result['confidence']:.2f})")
+        lines.append("")
+        lines.append("Sources:")
+        for c in result["citations"]:
+            note = f" (corroborates [{c['corroborates']}])" if "corroborates" in c else ""
+            lines.append(f"  [{c['n']}] {_where(c)}{note}")
+            lines.append(f"      “{c['quote']}”")
+    else:
+        lines.append("The sources don't say.")
+        if result["passages"]:
+            lines.append("")
+            lines.append("Closest passages:")
+            for p in result["passages"][:3]:
+                text = " ".join(p["text"].split())
+                lines.append(f"  {_where(p)}  {text[:200]}{'…' if len(text) > 200 else ''}")
+    return "\n".join(lines)
+
+
+
+
+def _where(item: dict) -> str:
+    """path:line of a quote, or path:page N for PDFs."""
+    if "page" in item:
+        return f"{item['source']}:page {item['page']}"
+    line = item.get("line")
+    return f"{item['source']}:{line}" if line else item["source"]
+
+
+def add_lines(result: dict, engine) -> dict:
+    """Line numbers for the human view (the JSON stays as the engine made it)."""
+    for item in result["citations"] + result["passages"]:
+        text = engine.source_text(item["source"]) or ""
+        item["line"] = text.count("\n", 0, item["start"]) + 1
+    return result
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    result = engine.ask(args.question, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=1))
+    else:
+        print(format_answer(add_lines(result, engine)))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    history: list[dict[str, str]] = []
+    _say("Ask a question about your documents (empty line or Ctrl-D to quit, /reset to start over).")
+    while True:
+        try:
+            question = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not question:
+            return 0
+        if question == "/reset":
+            history = []
+            continue
+        try:
+            result = engine.ask(question, history[-20:], args.top_k)
+        except QAError as exc:
+            _say(f"error: {exc}")
+            continue
+        print(format_answer(add_lines(result, engine)))
+        print()
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": result["answer"]}]
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import calibration, evaluate
+
+    with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
+        work = Path(args.work_dir) if args.work_dir else Path(tmp)
+        index_dir = args.index or work / "index"
+        figures, records = evaluate(Path(args.dataset), work, index_dir, args.model, args.threshold)
+    if args.json:
+        print(json.dumps({k: v for k, v in figures.items() if k != "questions"}))
+        return 0
+    for key, value in figures.items():
+        print(f"{key:30s} {value}")
+    print("\ncalibration (answers given: confidence bin, count, mean confidence, share right)")
+    for name, n, conf, right in calibration(records):
+        print(f"  {name}  {n:5d}  {conf:.2f}  {right:.2f}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from web.server import serve
+
+    ensure_index(args.index, args.model)
+    return serve(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="qa", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, index_default: Path | None = DEFAULT_INDEX) -> None:
+        p.add_argument("--index", type=Path, default=index_default, help="index folder (default: index)")
+        p.add_argument("--model", default=None,
+                       help="sentence-transformers model folder or name (default: all-MiniLM-L6-v2)")
+
+    def reader(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--threshold", type=_unit, default=DEFAULT_THRESHOLD,
+                       help=f"abstain below this confidence (default {DEFAULT_THRESHOLD})")
+        p.add_argument("--top-k", type=_top_k, default=5, help="passages to return (1-20, default 5)")
+
+    p = sub.add_parser("index", help="index documents (folders or files)")
+    p.add_argument("sources", nargs="*", help="folders or files (default: seeds)")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    common(p)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", help="answer one question")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the answer JSON")
+    common(p)
+    reader(p)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="interactive session that keeps the conversation")
+    common(p)
+    reader(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("eval", help="measure on a SQuAD 1.1/2.0 JSON file")
+    p.add_argument("dataset")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--work-dir", help="keep the article files here (default: a temporary folder)")
+    p.add_argument("--threshold", type=_unit, default=None, help="abstention threshold to evaluate")
+    common(p, index_default=None)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="serve the JSON API and chat page")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=8)
+    common(p)
+    p.add_argument("--threshold", type=_unit, default=DEFAULT_THRESHOLD)
+    p.set_defaults(func=cmd_serve)
+    return top
+
+
+def _unit(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return x
+
+
+def _top_k(value: str) -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 1 <= k <= 20:
+        raise argparse.ArgumentTypeError("must be from 1 to 20")
+    return k
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except QAError as exc:
+        _say(f"qa: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _say("qa: interrupted")
+        return 130
+    except OSError as exc:
+        _say(f"qa: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

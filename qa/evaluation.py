@@ -1,0 +1,152 @@
+"""``qa eval``: measure retrieval and answers on a SQuAD 1.1/2.0 file.
+
+Each article is written out as a text file (paragraphs joined by a blank
+line), indexed with the real pipeline, and every question is asked through
+the engine. Gold answers are character spans of the articles, so retrieval
+can be checked by span coverage and citations by reading the files back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .embedding import Embedder
+from .engine import Engine
+from .errors import QAError
+from .indexing import build_index
+
+CALIBRATION_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
+
+
+@dataclass
+class Question:
+    text: str
+    source: str
+    gold: list[tuple[int, int, str]]  # (start, end, text) in the article file; empty: unanswerable
+
+
+def load_squad(path: Path, out_dir: Path) -> list[Question]:
+    """Write the articles of a SQuAD file as text files and return the questions."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        articles = raw["data"]
+        if not isinstance(articles, list):
+            raise TypeError("'data' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise QAError(f"{path} is not a readable SQuAD JSON file ({exc})") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    questions: list[Question] = []
+    for number, article in enumerate(articles):
+        title = str(article.get("title") or f"article-{number}")
+        name = f"{number:03d}-{re.sub(r'[^A-Za-z0-9]+', '_', title).strip('_')[:60]}.txt"
+        parts: list[str] = []
+        offset = 0
+        for para in article["paragraphs"]:
+            context = para["context"]
+            for qa in para["qas"]:
+                gold = [
+                    (offset + a["answer_start"], offset + a["answer_start"] + len(a["text"]), a["text"])
+                    for a in qa.get("answers", [])
+                ] if not qa.get("is_impossible") else []
+                questions.append(Question(qa["question"], name, gold))
+            parts.append(context)
+            offset += len(context) + 2
+        text = "\n\n".join(parts)
+        with open(out_dir / name, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    return questions
+
+
+def normalize(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, articles or extra space."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def covers(item: dict, q: Question) -> bool:
+    return item["source"] == q.source and any(
+        item["start"] <= s and e <= item["end"] for s, e, _ in q.gold
+    )
+
+
+def evaluate(dataset: Path, work_dir: Path, index_dir: Path, model: str | None = None,
+             threshold: float | None = None) -> tuple[dict, list[dict]]:
+    """Run every question; return the summary figures and one record per question."""
+    corpus = work_dir / "corpus"
+    questions = load_squad(dataset, corpus)
+    embedder = Embedder(model)
+    build_index([corpus], index_dir, embedder, report=lambda _: None, progress=False)
+    engine = Engine(index_dir, model) if threshold is None else Engine(index_dir, model, threshold)
+    files = {p.name: p.read_text(encoding="utf-8") for p in corpus.iterdir()}
+    records = []
+    for q in questions:
+        t0 = time.perf_counter()
+        result = engine.ask(q.text, top_k=5)
+        ms = (time.perf_counter() - t0) * 1000
+        quotes = result["citations"] + result["passages"]
+        records.append({
+            "question": q.text,
+            "answerable": bool(q.gold),
+            "answered": result["answerable"],
+            "confidence": result["confidence"],
+            "answer": result["answer"],
+            "r1": bool(q.gold) and any(covers(p, q) for p in result["passages"][:1]),
+            "r5": bool(q.gold) and any(covers(p, q) for p in result["passages"][:5]),
+            "contains": bool(q.gold) and result["answerable"] and any(
+                normalize(g) in normalize(result["answer"]) for _, _, g in q.gold
+            ),
+            "citations_ok": all(
+                files.get(c["source"], "")[c["start"] : c["end"]] == c.get("quote", c.get("text"))
+                for c in quotes
+            ),
+            "ms": ms,
+        })
+    return summarize(records), records
+
+
+def summarize(records: list[dict]) -> dict:
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    answered = [r for r in records if r["answered"]]
+    ms = np.array([r["ms"] for r in records]) if records else np.zeros(1)
+
+    def share(rows: list[dict], key: str) -> float:
+        return round(sum(bool(r[key]) for r in rows) / len(rows), 4) if rows else 0.0
+
+    return {
+        "questions": len(records),
+        "recall@1": share(answerable, "r1"),
+        "recall@5": share(answerable, "r5"),
+        "answer_contains_gold": share(answerable, "contains"),
+        "mean_answer_chars": round(float(np.mean([len(r["answer"]) for r in answered])), 1)
+        if answered else 0.0,
+        "abstained_when_unanswerable": round(1 - share(unanswerable, "answered"), 4)
+        if unanswerable else 0.0,
+        "answered_when_answerable": share(answerable, "answered"),
+        "citation_valid": share(records, "citations_ok"),
+        "latency_p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "latency_p95_ms": round(float(np.percentile(ms, 95)), 2),
+    }
+
+
+def calibration(records: list[dict]) -> list[tuple[str, int, float, float]]:
+    """Per confidence bin: answers given, mean confidence, and the share that were right."""
+    rows = []
+    answered = [r for r in records if r["answered"]]
+    for lo, hi in zip(CALIBRATION_BINS, CALIBRATION_BINS[1:]):
+        inside = [r for r in answered if lo <= r["confidence"] < hi]
+        if inside:
+            rows.append((
+                f"{lo:.1f}-{min(hi, 1.0):.1f}", len(inside),
+                float(np.mean([r["confidence"] for r in inside])),
+                float(np.mean([r["contains"] for r in inside])),
+            ))
+    return rows
