@@ -25,7 +25,7 @@ TokenCounter = Callable[[list[str]], list[int]]
 class ChunkSettings:
     """How text is cut; stored in the manifest so a rebuild can tell what changed."""
 
-    max_tokens: int = 160  # word pieces per chunk (without [CLS]/[SEP])
+    max_tokens: int = 254  # word pieces per chunk (without [CLS]/[SEP])
     limit_tokens: int = 254  # hard limit: the model's max sequence length minus 2
 
     def as_dict(self) -> dict[str, int]:

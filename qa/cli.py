@@ -149,6 +149,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         index_dir = args.index or work / "index"
         figures, records = evaluate(Path(args.dataset), work, index_dir, args.model, args.threshold)
+    if args.fit:
+        from .evaluation import fit_confidence
+
+        weights = fit_confidence(records)
+        print("CONFIDENCE_WEIGHTS = np.array([" + ", ".join(f"{w:.4f}" for w in weights) + "])")
     if args.json:
         print(json.dumps({k: v for k, v in figures.items() if k != "questions"}))
         return 0
@@ -203,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--work-dir", help="keep the article files here (default: a temporary folder)")
+    p.add_argument("--fit", action="store_true",
+                   help="also fit the reader's confidence model on this data and print it")
     p.add_argument("--threshold", type=_unit, default=None, help="abstention threshold to evaluate")
     common(p, index_default=None)
     p.set_defaults(func=cmd_eval)

@@ -7,16 +7,15 @@ unchanged, so the answer JSON is defined here and only here.
 from __future__ import annotations
 
 import bisect
-import threading
 import time
 from pathlib import Path
 
 from . import store
-from .answer import DEFAULT_THRESHOLD, read
+from .answer import DEFAULT_THRESHOLD, Reading, read
 from .conversation import MAX_CHARS, contextualize, validate_history
 from .embedding import Embedder
 from .errors import QAError
-from .retrieval import retrieve
+from .retrieval import make_query, retrieve
 
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 20
@@ -57,13 +56,10 @@ class Engine:
         self.embedder = Embedder(name)
         self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension)
         self.threshold = threshold
-        self._lock = threading.Lock()
 
     def reload(self) -> None:
         """Swap in the index's current build (after a rebuild) without a restart."""
-        data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension)
-        with self._lock:
-            self.data = data
+        self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension)
 
     def health(self) -> dict:
         data = self.data
@@ -77,6 +73,11 @@ class Engine:
 
     def ask(self, question: object, history: object = None, top_k: object = None) -> dict:
         """Answer one question; the returned dict is the answer JSON."""
+        return self.answer(question, history, top_k)[0]
+
+    def answer(self, question: object, history: object = None,
+               top_k: object = None) -> tuple[dict, Reading | None]:
+        """The answer JSON and the reader's verdict behind it (for evaluation)."""
         started = time.perf_counter()
         question = check_question(question)
         try:
@@ -90,8 +91,8 @@ class Engine:
         reading = None
         if data.chunk_count and store.tokenize([query])[0]:
             vector = self.embedder.encode([query])[0]
-            passages = retrieve(data, vector, query, max(k, 5))
-            reading = read(data, vector, query, passages, self.threshold)
+            passages = retrieve(data, make_query(data, query, vector), max(k, 5))
+            reading = read(data, passages, self.threshold)
         result = {
             "question": question,
             "answer": "",
@@ -109,7 +110,7 @@ class Engine:
                 for i, s in enumerate(reading.corroborating)
             ]
         result["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        return result
+        return result, reading
 
     @staticmethod
     def _citation(data: store.IndexData, sentence: int, n: int) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .answer import DEFAULT_THRESHOLD
 from .embedding import Embedder
 from .engine import Engine
 from .errors import QAError
@@ -84,13 +85,14 @@ def evaluate(dataset: Path, work_dir: Path, index_dir: Path, model: str | None =
     questions = load_squad(dataset, corpus)
     embedder = Embedder(model)
     build_index([corpus], index_dir, embedder, report=lambda _: None, progress=False)
-    engine = Engine(index_dir, model) if threshold is None else Engine(index_dir, model, threshold)
+    engine = Engine(index_dir, model, DEFAULT_THRESHOLD if threshold is None else threshold)
     files = {p.name: p.read_text(encoding="utf-8") for p in corpus.iterdir()}
     records = []
     for q in questions:
         t0 = time.perf_counter()
-        result = engine.ask(q.text, top_k=5)
+        result, reading = engine.answer(q.text, top_k=5)
         ms = (time.perf_counter() - t0) * 1000
+        best = engine.data.sentence_text(reading.best) if reading and reading.best is not None else ""
         quotes = result["citations"] + result["passages"]
         records.append({
             "question": q.text,
@@ -108,6 +110,9 @@ def evaluate(dataset: Path, work_dir: Path, index_dir: Path, model: str | None =
                 for c in quotes
             ),
             "ms": ms,
+            "evidence": None if reading is None or reading.evidence is None
+            else reading.evidence.tolist(),
+            "best_right": bool(q.gold) and any(normalize(g) in normalize(best) for _, _, g in q.gold),
         })
     return summarize(records), records
 
@@ -150,3 +155,18 @@ def calibration(records: list[dict]) -> list[tuple[str, int, float, float]]:
                 float(np.mean([r["contains"] for r in inside])),
             ))
     return rows
+
+
+def fit_confidence(records: list[dict]) -> np.ndarray:
+    """Logistic regression of "the best sentence holds a gold answer" on the reader's evidence.
+
+    Unanswerable questions count as wrong whatever is read, so the fitted
+    probability is the chance that an answer given is right.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rows = [r for r in records if r["evidence"] is not None]
+    x = np.array([r["evidence"][:-1] for r in rows])
+    y = np.array([r["best_right"] for r in rows])
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    return np.append(model.coef_[0], model.intercept_[0])

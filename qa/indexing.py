@@ -96,9 +96,12 @@ def build_index(
             "chunking": settings.as_dict(),
             "documents": {p.document.source: p.document.sha256 for p in parts},
         }
-        spans, chunk_vectors, sentence_vectors, chunk_texts = _assemble(parts, embedder.dimension)
+        spans, chunk_vectors, sentence_vectors = _assemble(parts, embedder.dimension)
         docs = [p.document for p in parts]
-        store.save(index_dir, manifest, docs, spans, chunk_vectors, sentence_vectors, chunk_texts)
+        chunk_texts = _texts(docs, spans["chunk_doc"], spans["chunk_start"], spans["chunk_end"])
+        sentence_texts = _texts(docs, spans["sent_doc"], spans["sent_start"], spans["sent_end"])
+        store.save(index_dir, manifest, docs, spans, chunk_vectors, sentence_vectors,
+                   chunk_texts, sentence_texts)
     result.documents = len(parts)
     result.chunks = len(chunk_texts)
     result.seconds = time.perf_counter() - started
@@ -192,7 +195,6 @@ def _assemble(parts: list[_Part], dim: int):
     """Concatenate per-document parts into global arrays, rows grouped by document."""
     cols: dict[str, list[np.ndarray]] = {k: [] for k in store.SPAN_FIELDS}
     offset = 0
-    chunk_texts: list[str] = []
     for i, p in enumerate(parts):
         n, m = len(p.sentences), len(p.chunks)
         cols["sent_doc"].append(np.full(n, i, np.int64))
@@ -203,9 +205,12 @@ def _assemble(parts: list[_Part], dim: int):
         cols["chunk_end"].append(p.chunks[:, 1])
         cols["chunk_first"].append(p.chunks[:, 2] + offset)
         cols["chunk_last"].append(p.chunks[:, 3] + offset)
-        chunk_texts.extend(p.document.text[a:b] for a, b, _, _ in p.chunks)
         offset += n
     spans = {k: np.concatenate(v).astype(np.int64) for k, v in cols.items()}
     chunk_vectors = np.concatenate([p.chunk_vectors for p in parts]).reshape(-1, dim)
     sentence_vectors = np.concatenate([p.sentence_vectors for p in parts]).reshape(-1, dim)
-    return spans, chunk_vectors.astype(np.float32), sentence_vectors, chunk_texts
+    return spans, chunk_vectors.astype(np.float32), sentence_vectors
+
+
+def _texts(docs: list[Document], doc: np.ndarray, start: np.ndarray, end: np.ndarray) -> list[str]:
+    return [docs[d].text[a:b] for d, a, b in zip(doc.tolist(), start.tolist(), end.tolist())]

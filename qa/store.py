@@ -24,6 +24,7 @@ from pathlib import Path
 import bm25s
 import faiss
 import numpy as np
+import scipy.sparse as sp
 
 from .errors import IndexBusy, IndexInvalid, IndexMissing
 from .sources import Document
@@ -48,11 +49,12 @@ class IndexData:
     sentence_vectors: np.ndarray
     dense: faiss.Index
     lexical: bm25s.BM25 | None
+    sentence_terms: sp.csr_matrix  # sentences x BM25 vocabulary: which words each holds
     path: Path
 
     @property
     def chunk_count(self) -> int:
-        return int(len(self.spans["chunk_start"]))
+        return len(self.spans["chunk_start"])
 
     def chunk_text(self, i: int) -> str:
         doc = self.documents[int(self.spans["chunk_doc"][i])]
@@ -102,6 +104,7 @@ def save(
     chunk_vectors: np.ndarray,
     sentence_vectors: np.ndarray,
     chunk_texts: list[str],
+    sentence_texts: list[str],
 ) -> Path:
     """Write a complete build aside, then publish it atomically."""
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -116,10 +119,13 @@ def save(
         np.save(build / "chunk_vectors.npy", chunk_vectors)
         np.save(build / "sentence_vectors.npy", sentence_vectors.astype(np.float16))
         faiss.write_index(_dense_index(chunk_vectors), str(build / "dense.faiss"))
+        vocab: dict[str, int] = {}
         if chunk_texts:
             lexical = bm25s.BM25()
             lexical.index(tokenize(chunk_texts), show_progress=False)
             lexical.save(str(build / "bm25"))
+            vocab = lexical.vocab_dict
+        sp.save_npz(build / "sentence_terms.npz", term_matrix(sentence_texts, vocab))
         files = sorted(p for p in build.rglob("*") if p.is_file())
         manifest = dict(manifest, format_version=FORMAT_VERSION, files={
             p.relative_to(build).as_posix(): _file_digest(p) for p in files
@@ -145,6 +151,17 @@ def _remove_old_builds(index_dir: Path, keep: str) -> None:
                 p.unlink(missing_ok=True)
             else:
                 shutil.rmtree(p, ignore_errors=True)
+
+
+def term_matrix(texts: list[str], vocab: dict[str, int]) -> sp.csr_matrix:
+    """Binary texts x vocabulary matrix of the stemmed words each text contains."""
+    rows, cols = [], []
+    for i, words in enumerate(tokenize(texts) if texts else []):
+        ids = {vocab[w] for w in words if w in vocab}
+        rows.extend([i] * len(ids))
+        cols.extend(ids)
+    data = np.ones(len(rows), dtype=np.float32)
+    return sp.csr_matrix((data, (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
 
 
 def _dense_index(vectors: np.ndarray) -> faiss.Index:
@@ -239,9 +256,11 @@ def load(index_dir: Path, model_name: str | None = None, dimension: int | None =
         sentence_vectors = np.load(build / "sentence_vectors.npy").astype(np.float32)
         dense = faiss.read_index(str(build / "dense.faiss"))
         lexical = bm25s.BM25.load(str(build / "bm25")) if (build / "bm25").is_dir() else None
+        sentence_terms = sp.load_npz(build / "sentence_terms.npz").tocsr()
     except Exception as exc:  # anything unreadable past the checksums is still damage
         raise IndexInvalid(f"index at {index_dir} cannot be read ({exc}); {rebuild_hint(index_dir)}") from None
-    return IndexData(manifest, documents, spans, chunk_vectors, sentence_vectors, dense, lexical, build)
+    return IndexData(manifest, documents, spans, chunk_vectors, sentence_vectors, dense, lexical,
+                     sentence_terms, build)
 
 
 def file_sha256(path: Path) -> str:
