@@ -23,14 +23,17 @@ from .store import IndexData
 READ_PASSAGES = 5  # passages the reader looks into
 # Sentence weights: cosine, word overlap, passage score minus the best passage's,
 # 1 / (passage rank + 1), length / 200 characters, best neighbour's cosine.
-SENTENCE_WEIGHTS = np.array([1.0, 0.8, 1.0, 0.2, 0.1, 0.2])
+SENTENCE_WEIGHTS = np.array([1.0, 0.6, 1.0, 0.2, 0.1, 0.2])
 # Confidence: logistic model over [best sentence score, 1], fitted on the SQuAD 2.0
 # dev subset with `qa eval ../shared/data/squad2-dev-3articles.json --fit` (README).
-CONFIDENCE_WEIGHTS = np.array([0.7389, -1.4405])
+CONFIDENCE_WEIGHTS = np.array([0.8619, -1.5688])
 # Abstain below this confidence (a sentence score of about 0.7): measured to answer
 # 99.8% of answerable questions and abstain on all off-topic ones (README).
 DEFAULT_THRESHOLD = 0.28
-CORROBORATION_COSINE = 0.75  # sentences this close to the answer say the same thing
+# A sentence corroborates the answer when it is close in meaning to it and carries at
+# least half as much of the question's vocabulary (same claim, not merely same topic).
+CORROBORATION_COSINE = 0.55
+CORROBORATION_OVERLAP = 0.5
 
 
 @dataclass
@@ -99,13 +102,16 @@ def read(data: IndexData, passages: list[Passage], threshold: float) -> Reading:
     best = cands[0].sentence
     if confidence < threshold:
         return Reading(best, None, confidence, evidence)
-    return Reading(best, best, confidence, evidence, corroborating(data, best, cands))
+    return Reading(best, best, confidence, evidence, corroborating(data, cands))
 
 
-def corroborating(data: IndexData, best: int, cands: list[Candidate]) -> list[int]:
+def corroborating(data: IndexData, cands: list[Candidate]) -> list[int]:
     """Other candidate sentences that say what the answer says, in rank order."""
-    vec = data.sentence_vectors[best]
+    best = cands[0]
+    vec = data.sentence_vectors[best.sentence]
+    floor = max(CORROBORATION_OVERLAP * best.features[1], 1e-9)
     return [
         c.sentence for c in cands[1:]
-        if float(data.sentence_vectors[c.sentence] @ vec) >= CORROBORATION_COSINE
+        if c.features[1] >= floor
+        and float(data.sentence_vectors[c.sentence] @ vec) >= CORROBORATION_COSINE
     ]

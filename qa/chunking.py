@@ -158,5 +158,6 @@ def chunk_text(
                 first, total = i, 0
             total += n
         if para_sents:
-            chunks.append(Chunk(para_sents[first].start, para_sents[-1].end, base + first, base + len(para_sents)))
+            end = base + len(para_sents)
+            chunks.append(Chunk(para_sents[first].start, para_sents[-1].end, base + first, end))
     return sentences, chunks

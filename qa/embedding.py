@@ -35,8 +35,8 @@ class Embedder:
     def __init__(self, name: str | None = None) -> None:
         self.name = name or DEFAULT_MODEL
         self.model = _load(resolve_model(name))
-        getdim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dimension = int(getdim())
+        dimension = getattr(self.model, "get_embedding_dimension", None)
+        self.dimension = int((dimension or self.model.get_sentence_embedding_dimension)())
         self.max_tokens = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
         self._lock = threading.Lock()

@@ -25,6 +25,7 @@ import bm25s
 import faiss
 import numpy as np
 import scipy.sparse as sp
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from .errors import IndexBusy, IndexInvalid, IndexMissing
 from .sources import Document
@@ -173,10 +174,15 @@ def _dense_index(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
+# NLTK's English stop words (as bundled with bm25s) plus question words it lacks: a
+# question's "how many" must not count as words the corpus should contain.
+STOPWORDS = sorted(set(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "could", "would"})
+
+
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased, stemmed words without English stop words (BM25's vocabulary)."""
     return bm25s.tokenize(
-        texts, stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False
+        texts, stopwords=STOPWORDS, stemmer=_stemmer(), show_progress=False, return_ids=False
     )
 
 
@@ -258,7 +264,8 @@ def load(index_dir: Path, model_name: str | None = None, dimension: int | None =
         lexical = bm25s.BM25.load(str(build / "bm25")) if (build / "bm25").is_dir() else None
         sentence_terms = sp.load_npz(build / "sentence_terms.npz").tocsr()
     except Exception as exc:  # anything unreadable past the checksums is still damage
-        raise IndexInvalid(f"index at {index_dir} cannot be read ({exc}); {rebuild_hint(index_dir)}") from None
+        hint = rebuild_hint(index_dir)
+        raise IndexInvalid(f"index at {index_dir} cannot be read ({exc}); {hint}") from None
     return IndexData(manifest, documents, spans, chunk_vectors, sentence_vectors, dense, lexical,
                      sentence_terms, build)
 

@@ -1,0 +1,64 @@
+"""Sentence splitting and chunking: abbreviations, exact offsets, the model's length limit."""
+
+from qa.chunking import ChunkSettings, chunk_text, paragraphs, split_sentences
+
+
+def test_abbreviations_do_not_end_sentences(embedder, seed_text):
+    text = seed_text
+    sentences, _ = chunk_text(text, embedder.count_tokens, ChunkSettings())
+    quotes = [text[s.start : s.end] for s in sentences]
+    troops = [q for q in quotes if "sent troops into Ukraine" in q]
+    assert troops == [
+        "U.S. and other Western nations cut air links with Russia as part of a slew of sanctions "
+        "imposed on Moscow after it sent troops into Ukraine on Feb. 24, 2022."
+    ]
+    assert not any(q.endswith(("U.S.", "Feb.")) for q in quotes)
+
+
+def test_sentence_and_chunk_offsets_are_exact(embedder, seed_text):
+    text = seed_text
+    sentences, chunks = chunk_text(text, embedder.count_tokens, ChunkSettings())
+    for s in sentences:
+        piece = text[s.start : s.end]
+        assert piece == piece.strip() and piece
+    for c in chunks:
+        first = sentences[c.first_sentence]
+        assert c.start == first.start
+        assert c.end == sentences[c.last_sentence - 1].end
+    # Every non-space character of the document is inside some sentence.
+    covered = set()
+    for s in sentences:
+        covered.update(range(s.start, s.end))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
+def test_chunks_never_exceed_the_model_limit(embedder):
+    long_sentence = " ".join(f"word{i} alpha-beta gamma" for i in range(400)) + "."
+    text = "Short opening sentence. " + long_sentence + "\n\nA new paragraph. " + "x" * 3000
+    settings = ChunkSettings(max_tokens=100, limit_tokens=embedder.max_tokens - 2)
+    sentences, chunks = chunk_text(text, embedder.count_tokens, settings)
+    tokenizer = embedder.tokenizer
+    for c in chunks:
+        ids = tokenizer(text[c.start : c.end])["input_ids"]  # with [CLS] and [SEP]
+        assert len(ids) <= embedder.max_tokens
+    # Nothing is dropped: all words survive somewhere in a chunk.
+    joined = " ".join(text[c.start : c.end] for c in chunks)
+    assert "word399" in joined and "word0" in joined and "x" * 100 in joined
+
+
+def test_blank_lines_separate_paragraphs_and_chunks(embedder):
+    text = "First paragraph here. It has two sentences.\n\n  \nSecond paragraph, one sentence."
+    assert [text[p.start : p.end] for p in paragraphs(text)] == [
+        "First paragraph here. It has two sentences.",
+        "Second paragraph, one sentence.",
+    ]
+    _, chunks = chunk_text(text, embedder.count_tokens, ChunkSettings())
+    assert [text[c.start : c.end] for c in chunks] == [
+        "First paragraph here. It has two sentences.",
+        "Second paragraph, one sentence.",
+    ]
+    para = paragraphs(text)[0]
+    assert [text[s.start : s.end] for s in split_sentences(text, para)] == [
+        "First paragraph here.",
+        "It has two sentences.",
+    ]
