@@ -36,7 +36,7 @@ def test_chunks_never_exceed_the_model_limit(embedder):
     long_sentence = " ".join(f"word{i} alpha-beta gamma" for i in range(400)) + "."
     text = "Short opening sentence. " + long_sentence + "\n\nA new paragraph. " + "x" * 3000
     settings = ChunkSettings(max_tokens=100, limit_tokens=embedder.max_tokens - 2)
-    sentences, chunks = chunk_text(text, embedder.count_tokens, settings)
+    _, chunks = chunk_text(text, embedder.count_tokens, settings)
     tokenizer = embedder.tokenizer
     for c in chunks:
         ids = tokenizer(text[c.start : c.end])["input_ids"]  # with [CLS] and [SEP]

@@ -60,7 +60,8 @@ def test_follow_up_uses_the_history(engine, seed_text):
     assert follow["answerable"]
     assert "deputy assistant secretary of state" in follow["answer"].lower()
     assert "Coulter" in follow["answer"]
-    assert not ("Coulter" in alone["answer"] and alone["answerable"] and alone["confidence"] >= follow["confidence"])
+    # Without the history the same words do not lead to her title.
+    assert "deputy assistant secretary" not in alone["answer"].lower()
     check_quotes(follow, seed_text)
 
 

@@ -1,0 +1,104 @@
+"""The qa command as a user runs it: exit codes, messages, JSON and human output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "qa.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_ask_builds_default_index_then_answers_json(tmp_path):
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    proc = run(["ask", "Who led the U.S. delegation?", "--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "building index" in proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result) == {"question", "answer", "answerable", "confidence", "citations",
+                           "passages", "took_ms"}
+    cite = result["citations"][0]
+    with open(tmp_path / "seeds" / cite["source"], encoding="utf-8") as fh:
+        assert fh.read()[cite["start"] : cite["end"]] == cite["quote"]
+    assert (tmp_path / "index" / "current" / "manifest.json").is_file()
+
+    human = run(["ask", "How tall is Mount Everest?"], tmp_path)
+    assert human.returncode == 0 and "The sources don't say." in human.stdout
+    assert "building" not in human.stderr  # the index is reused
+
+
+def test_human_output_has_markers_and_path_line(seed_index, capsys):
+    assert main(["ask", "Who led the U.S. delegation?", "--index", str(seed_index)]) == 0
+    out = capsys.readouterr().out
+    assert "Sonata Coulter" in out and "[1]" in out
+    assert "000_fdd6fe5acc3e6b5b.txt:18" in out  # path:line of the quote in the seed file
+
+
+def test_usage_errors_exit_2(tmp_path):
+    proc = run(["ask"], tmp_path)
+    assert proc.returncode == 2 and "usage" in proc.stderr
+    proc = run(["ask", "hi", "--top-k", "99"], tmp_path)
+    assert proc.returncode == 2 and "top-k" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["ask", "Anything?", "--index", "{tmp}/missing"], "no index at"),
+    (["index", "{tmp}/empty", "--index", "{tmp}/idx"], "no readable documents"),
+    (["ask", "   ", "--index", "{seed}"], "question is empty"),
+    (["eval", "{tmp}/not-squad.json"], "not a readable SQuAD"),
+])
+def test_other_errors_exit_1_with_one_line(argv, message, tmp_path, seed_index, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "not-squad.json").write_text("{\"data\": 3}")
+    argv = [a.format(tmp=tmp_path, seed=seed_index) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qa: error:") and message in err[0]
+
+
+def test_index_reports_changes_and_summary(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The harbour master is called Petra Lind.\n", encoding="utf-8")
+    (docs / "b.csv").write_text("x,y\n", encoding="utf-8")
+    assert main(["index", str(docs), "--index", str(tmp_path / "idx")]) == 0
+    err = capsys.readouterr().err
+    assert "b.csv: unsupported file type" in err
+    assert "indexed 1 documents" in err and "1 new" in err
+    (docs / "a.txt").write_text("The harbour master is called Jon Berg.\n", encoding="utf-8")
+    assert main(["index", str(docs), "--index", str(tmp_path / "idx")]) == 0
+    assert "1 changed" in capsys.readouterr().err
+
+
+def test_eval_json_reports_every_figure(tmp_path, capsys):
+    context = "The Varnholm lighthouse was built in 1871. It is 42 metres tall."
+    data = {"version": "v2.0", "data": [{"title": "Varnholm", "paragraphs": [{
+        "context": context,
+        "qas": [
+            {"id": "1", "question": "When was the Varnholm lighthouse built?", "is_impossible": False,
+             "answers": [{"text": "1871", "answer_start": context.index("1871")}]},
+            {"id": "2", "question": "Who wrote Pride and Prejudice?", "is_impossible": True, "answers": []},
+        ]}]}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(data))
+    assert main(["eval", str(path), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert set(figures) == {"recall@1", "recall@5", "answer_contains_gold", "mean_answer_chars",
+                            "abstained_when_unanswerable", "answered_when_answerable",
+                            "citation_valid", "latency_p50_ms", "latency_p95_ms"}
+    assert figures["recall@1"] == 1.0 and figures["answer_contains_gold"] == 1.0
+    assert figures["abstained_when_unanswerable"] == 1.0 and figures["citation_valid"] == 1.0
