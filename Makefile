@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` (install, answer a question, serve the chat page)
+# and `make test` (install, lint, run every test). Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+QUESTION ?= Who led the U.S. delegation?
+
+.PHONY: run ask serve test lint install browser
+
+$(BIN)/qa: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0   # the CPU build; an unpinned torch pulls CUDA
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(BIN)/qa
+
+install: $(BIN)/qa
+
+ask: install
+	$(BIN)/qa ask "$(QUESTION)"
+
+serve: install
+	$(BIN)/qa serve
+
+run: ask serve
+
+# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install browser lint
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
