@@ -224,24 +224,23 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _unit(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0.0 <= x <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return x
+def _bounded(kind: type, low: float, high: float):
+    """An argparse type: a number of the given kind within [low, high]."""
+
+    def parse(value: str):
+        try:
+            x = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a {kind.__name__}") from None
+        if not low <= x <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}")
+        return x
+
+    return parse
 
 
-def _top_k(value: str) -> int:
-    try:
-        k = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not 1 <= k <= 20:
-        raise argparse.ArgumentTypeError("must be from 1 to 20")
-    return k
+_unit = _bounded(float, 0.0, 1.0)
+_top_k = _bounded(int, 1, 20)
 
 
 def main(argv: list[str] | None = None) -> int:
