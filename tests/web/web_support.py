@@ -1,0 +1,149 @@
+"""Helpers for the web tests: schema checks against /openapi.json and a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+
+from qa.embedding import Embedder
+from qa.indexing import build_index
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "seeds"
+SEED_FILE = SEEDS / "000_fdd6fe5acc3e6b5b.txt"
+ARTIFACTS = ROOT / "test-artifacts"
+
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy")
+
+
+def make_index(sources: list[Path], index_dir: Path) -> Path:
+    """Index the sources with the real model, as ``qa index`` does."""
+    build_index(sources, index_dir, Embedder(), report=lambda _: None)
+    return index_dir
+
+
+# ---- checking responses against /openapi.json ----
+
+
+def check_schema(spec: dict, name: str, instance: object) -> None:
+    """Validate instance against components/schemas/NAME of the OpenAPI document."""
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    jsonschema.Draft4Validator(schema).validate(instance)
+
+
+def check_response(spec: dict, path: str, method: str, status: int, content_type: str, body: object) -> None:
+    """The status is documented for this operation, and the JSON body matches its schema."""
+    operation = spec["paths"][path][method.lower()]
+    documented = operation["responses"]
+    assert str(status) in documented, f"{method} {path} -> {status} is not in the OpenAPI document"
+    content = documented[str(status)]["content"]
+    media = content_type.split(";")[0].strip()
+    assert media in content, f"{method} {path} -> {status} {media} is not documented"
+    if media == "application/json":
+        schema = dict(content[media]["schema"], components=spec["components"])
+        jsonschema.Draft4Validator(schema).validate(body)
+
+
+def assert_error(status: int, body: object, expected_status: int, code: str | None = None) -> None:
+    assert status == expected_status, body
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"], body
+    if code:
+        assert body["error"]["code"] == code, body
+
+
+# ---- a real server in a subprocess ----
+
+
+@dataclass
+class Server:
+    """``qa serve`` running in a subprocess on a port the OS chose."""
+
+    proc: subprocess.Popen
+    url: str
+    log: Path
+    lines: queue.Queue = field(default_factory=queue.Queue)
+
+    def get(self, path: str, **kw) -> tuple[int, dict[str, str], bytes]:
+        return http(self.url + path, **kw)
+
+    def post_json(self, path: str, payload: object) -> tuple[int, dict[str, str], bytes]:
+        return http(self.url + path, method="POST", data=json.dumps(payload).encode(),
+                    headers={"Content-Type": "application/json"})
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def http(url: str, method: str = "GET", data: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """One request with urllib; error statuses are returned, not raised."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def start_server(index: Path, log: Path, threads: int = 4, timeout: float = 180) -> Server:
+    """Start ``python -m qa.cli serve`` on 127.0.0.1, port 0; wait until /api/health answers."""
+    cmd = [sys.executable, "-m", "qa.cli", "serve", "--index", str(index), "--host", "127.0.0.1",
+           "--port", "0", "--threads", str(threads)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
+                                stdin=subprocess.DEVNULL)
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for raw in proc.stdout:  # type: ignore[union-attr]
+            lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    url = None
+    while url is None:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
+        if line.startswith("Serving on http://"):
+            url = line.split(" ", 2)[2]
+    server = Server(proc, url, log, lines)
+    while True:
+        try:
+            if server.get("/api/health", timeout=5)[0] == 200:
+                return server
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"server never became healthy: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.2)

@@ -1,0 +1,1 @@
+"""The web interface: a JSON API over ``qa.engine.Engine`` and a chat page."""
