@@ -6,6 +6,7 @@
 (() => {
   const MAX_HISTORY = 20; // the API accepts at most 20 earlier turns
   const SNIPPET_CHARS = 240;
+  const SHOWN_PASSAGES = 3; // an abstention shows this many closest passages, the rest folded
 
   const $ = (id) => document.getElementById(id);
   const layout = $("layout");
@@ -198,7 +199,14 @@
       bubble.append(el("p", "abstain-text", "The sources don't say."));
       if (result.passages.length) {
         bubble.append(el("p", "label", "Closest passages"));
-        bubble.append(renderPassages(result.passages));
+        bubble.append(renderPassages(result.passages.slice(0, SHOWN_PASSAGES)));
+        const rest = result.passages.slice(SHOWN_PASSAGES);
+        if (rest.length) {
+          const more = el("details", "passages-more");
+          more.append(el("summary", null, `${rest.length} more`));
+          more.append(renderPassages(rest, SHOWN_PASSAGES));
+          bubble.append(more);
+        }
       }
     }
     bubble.append(renderFooter(result));
@@ -231,11 +239,11 @@
     return list;
   }
 
-  function renderPassages(passages) {
+  function renderPassages(passages, first = 0) {
     const list = el("ol", "passages");
     passages.forEach((p, i) => {
       const item = el("li");
-      const label = `Passage ${i + 1}`;
+      const label = `Passage ${first + i + 1}`;
       const row = button("passage", null, (e) => openSource(p, label, e.currentTarget));
       row.append(el("span", "passage-where", where(p)));
       row.append(el("span", "passage-text", snippet(p.text)));

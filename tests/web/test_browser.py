@@ -1,0 +1,292 @@
+"""The chat page in headless Chromium against a real ``qa serve`` process.
+
+Screenshots go to test-artifacts/ so a person can look at the page on a
+laptop-sized and a phone-sized screen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from web_support import ARTIFACTS, SEED_FILE, Server, make_index, start_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1366, "height": 850}
+PHONE = {"width": 390, "height": 844}
+DELEGATION = "Who led the U.S. delegation?"
+EVEREST = "How tall is Mount Everest?"
+
+expect.set_options(timeout=30_000)
+
+if not Path(CHROMIUM).exists():  # pragma: no cover - the machine image has it
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watch:
+    """What the page did that it should not: script errors, console errors, dialogs."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.asks: list[dict] = []
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
+        page.on("dialog", self._dialog)
+        page.on("request", self._request)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _request(self, request) -> None:
+        if request.url.endswith("/api/ask") and request.method == "POST":
+            self.asks.append(json.loads(request.post_data or "null"))
+
+
+def open_page(browser: Browser, server: Server, viewport: dict, **options) -> tuple[Page, Watch]:
+    context = browser.new_context(viewport=viewport, permissions=["clipboard-read", "clipboard-write"],
+                                  **options)
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(server.url)
+    expect(page.locator("#status")).to_contain_text("document")
+    return page, watch
+
+
+def ask(page: Page, question: str):
+    """Type the question, press Enter, wait for the reply; the reply's <li>."""
+    before = page.locator(".turn.assistant").count()
+    page.locator("#question").fill(question)
+    page.locator("#question").press("Enter")
+    expect(page.locator(".turn.assistant")).to_have_count(before + 1)
+    expect(page.locator(".pending")).to_have_count(0)
+    expect(page.locator("#send")).to_be_enabled()
+    return page.locator(".turn.assistant").nth(before)
+
+
+def api_answer(server: Server, question: str, history: list | None = None) -> dict:
+    status, _, body = server.post_json("/api/ask", {"question": question, "history": history or []})
+    assert status == 200
+    return json.loads(body)
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def expect_highlight(page: Page, text: str) -> None:
+    """The source panel shows one <mark> with exactly this text, scrolled into view."""
+    mark = page.locator("#source-panel mark.cited")
+    expect(mark).to_have_count(1)
+    assert mark.text_content() == text
+    expect(mark).to_be_in_viewport()
+
+
+def test_conversation_on_a_laptop(browser, server, seed_text):
+    page, watch = open_page(browser, server, DESKTOP)
+    expect(page.locator("#intro")).to_be_visible()
+
+    first = api_answer(server, DELEGATION)
+    reply = ask(page, DELEGATION)
+    expect(reply.locator(".answer-text")).to_contain_text("Sonata Coulter, U.S. deputy assistant secretary")
+    marker = reply.locator(".answer-text button.cite", has_text="[1]")
+    expect(marker).to_be_visible()
+    expect(reply.locator(".confidence")).to_contain_text("confidence")
+
+    marker.click()
+    expect(page.locator("#source-panel")).to_be_visible()
+    expect(page.locator("#source-title")).to_have_text(SEED_FILE.name)
+    expect_highlight(page, first["citations"][0]["quote"])
+    assert page.locator("#source-text").text_content() == seed_text  # the whole document
+    shot(page, "desktop-source.png")
+
+    follow = ask(page, "What is her title?")
+    expect(follow.locator(".answer-text")).to_contain_text("deputy assistant secretary")
+    assert watch.asks[-1]["history"] == [{"role": "user", "content": DELEGATION},
+                                         {"role": "assistant", "content": first["answer"]}]
+
+    off = ask(page, EVEREST)
+    expect(off.locator(".abstain-text")).to_have_text("The sources don't say.")
+    expect(off.locator(".answer-text")).to_have_count(0)
+    passages = off.locator("button.passage")
+    expected = api_answer(server, EVEREST)["passages"]
+    expect(passages).to_have_count(len(expected))
+    passages.first.click()
+    expect_highlight(page, expected[0]["text"])
+    if len(expected) > 3:  # the farther passages are folded away but open the same way
+        off.locator("details.passages-more > summary").click()
+        passages.last.click()
+        expect_highlight(page, expected[-1]["text"])
+    assert len(watch.asks[-1]["history"]) == 4
+
+    page.locator("#close-source").click()
+    expect(page.locator("#source-panel")).to_be_hidden()
+    shot(page, "desktop-thread.png")
+
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("#thread > li")).to_have_count(0)
+    expect(page.locator("#intro")).to_be_visible()
+    ask(page, DELEGATION)
+    assert watch.asks[-1]["history"] == []  # a fresh start sends no history
+    assert watch.errors == [] and watch.dialogs == []
+
+
+CORROBORATED = ["What did the Russian Foreign Ministry offer?", "Who is Sonata Coulter?",
+                "How did the ministry describe the talks?", "What city hosted the talks?"]
+
+
+def test_corroborating_citations_are_marked(browser, server):
+    for question in CORROBORATED:
+        result = api_answer(server, question)
+        also = [c for c in result["citations"] if "corroborates" in c]
+        if also:
+            break
+    else:
+        pytest.skip("the engine found no corroborating quote for any of these questions")
+    page, watch = open_page(browser, server, DESKTOP)
+    reply = ask(page, question)
+    rows = reply.locator("button.citation")
+    expect(rows).to_have_count(len(result["citations"]))
+    row = rows.nth(also[0]["n"] - 1)
+    expect(row.locator(".badge")).to_have_text("also says so")
+    expect(row.locator(".citation-quote")).to_have_text(also[0]["quote"])
+    row.click()
+    expect_highlight(page, also[0]["quote"])
+    expect(page.locator("#source-meta")).to_contain_text("also says so")
+    assert watch.errors == []
+
+
+def test_busy_state_keys_copy_and_errors(browser, server):
+    page, watch = open_page(browser, server, DESKTOP)
+    box = page.locator("#question")
+
+    box.fill("first line")
+    box.press("Shift+Enter")
+    box.press_sequentially("second line")
+    assert box.input_value() == "first line\nsecond line"
+    expect(page.locator("#thread > li")).to_have_count(0)  # Shift+Enter did not send
+
+    held = []
+    # Hold the real request for a moment to see the waiting state.
+    page.route("**/api/ask", lambda route: held.append(route))
+    box.fill(DELEGATION)
+    box.press("Enter")
+    expect(page.locator(".pending")).to_be_visible()
+    expect(page.locator("#send")).to_be_disabled()
+    box.fill("another question")
+    box.press("Enter")  # ignored while waiting
+    expect(page.locator("#thread > li")).to_have_count(2)
+    assert len(held) == 1
+    held[0].continue_()  # on to the real server
+    page.unroute("**/api/ask")
+    reply = page.locator(".turn.assistant").last
+    expect(reply.locator(".answer-text")).to_contain_text("Sonata Coulter")
+    expect(page.locator("#send")).to_be_enabled()
+
+    result = api_answer(server, DELEGATION)
+    reply.get_by_role("button", name="Copy the answer and its sources").click()
+    expect(reply.locator(".copy")).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith(result["answer"])
+    for c in result["citations"]:
+        assert f"[{c['n']}] {c['source']}:{c['start']}-{c['end']}" in copied
+        assert c["quote"] in copied
+
+    # An error from the API is shown in the thread (maxlength stops typing more, not scripts).
+    box.evaluate("(el) => { el.value = 'x'.repeat(2001); }")
+    page.locator("#send").click()
+    error = page.locator(".turn.assistant .bubble.error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("longer than 2000 characters")
+    expect(page.locator("#send")).to_be_enabled()
+    assert watch.dialogs == []
+
+
+def test_phone_layout(browser, server):
+    page, watch = open_page(browser, server, PHONE, is_mobile=True, has_touch=True)
+    first = api_answer(server, DELEGATION)
+    reply = ask(page, DELEGATION)
+    ask(page, EVEREST)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], "the page scrolls sideways on a phone"
+    shot(page, "phone-thread.png")
+
+    reply.locator(".answer-text button.cite", has_text="[1]").tap()
+    panel = page.locator("#source-panel")
+    expect(panel).to_be_visible()
+    box = panel.bounding_box()
+    assert box is not None and box["x"] == 0 and box["width"] == PHONE["width"]  # a full-width overlay
+    expect_highlight(page, first["citations"][0]["quote"])
+    shot(page, "phone-source.png")
+    page.locator("#close-source").tap()
+    expect(panel).to_be_hidden()
+    assert watch.errors == [] and watch.dialogs == []
+
+
+# ---- a document that tries to run script ----
+
+EVIL_NAME = "<img src=x onerror=alert(1)>.txt"
+EVIL_TEXT = """The Zorblax lantern festival is held every spring in the mountain town of Quellmoor.
+<script>window.__pwned=1</script>
+<img src=x onerror="window.__pwned=1"><img src=x onerror="alert('pwned')">
+The Zorblax lantern festival was founded in 1872 by the glassblower Mirna Tovesk.
+Visitors to the Zorblax lantern festival eat smoked pears and float paper lanterns down the river.
+<a href="javascript:window.__pwned=1">click</a> <b onmouseover="window.__pwned=1">bold</b>
+"""
+
+
+@pytest.fixture(scope="module")
+def evil_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    docs = tmp_path_factory.mktemp("evil-docs")
+    (docs / EVIL_NAME).write_text(EVIL_TEXT, encoding="utf-8")
+    index = make_index([docs], tmp_path_factory.mktemp("evil-index"))
+    srv = start_server(index, tmp_path_factory.mktemp("evil-server") / "server.log", threads=2)
+    yield srv
+    srv.stop()
+
+
+def test_document_markup_is_shown_as_text(browser, evil_server):
+    page, watch = open_page(browser, evil_server, DESKTOP)
+    question = '<img src=x onerror="window.__pwned=1"> Who founded the Zorblax lantern festival?'
+    reply = ask(page, question)
+    expect(page.locator(".turn.user").last).to_have_text(question)
+
+    opener = reply.locator(".answer-text button.cite").first
+    if not opener.count():
+        opener = reply.locator("button.passage").first
+    opener.click()
+    source = page.locator("#source-text")
+    expect(source).to_contain_text("<script>window.__pwned=1</script>")
+    expect(page.locator("#source-title")).to_have_text(EVIL_NAME)
+    expect(page.locator("#source-text", has_text="<script>window.__pwned=1</script>")).to_be_visible()
+    expect(page.locator("#source-text", has_text='<img src=x onerror="window.__pwned=1">')).to_be_visible()
+    more = reply.locator("details.passages-more > summary")
+    if more.count():
+        more.click()  # the passages behind an answer are folded away
+    expect(reply.locator(".passage-text").first).to_contain_text("Zorblax")
+    for passage in reply.locator("button.passage").all():
+        passage.click()
+        expect(page.locator("#source-panel mark.cited")).to_have_count(1)
+    source.locator("..").hover()
+    page.mouse.move(300, 300)
+
+    assert page.locator("#layout script, #layout img, #layout a[href], #layout b").count() == 0
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert watch.dialogs == []
+    assert not [e for e in watch.errors if "Content Security Policy" in e], watch.errors
+    shot(page, "malicious-source.png")
