@@ -14,7 +14,6 @@ reader's job (``answer``), so either side can be swapped on its own.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,37 +91,39 @@ def lexical_search(data: IndexData, query: Query, depth: int) -> tuple[np.ndarra
     return ids[0][keep].astype(np.int64), scores[0][keep]
 
 
-def sentence_evidence(data: IndexData, query: Query, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine and word-overlap share of sentences first..last-1 against the question."""
-    cosine = data.sentence_vectors[first:last] @ query.vector
-    if not len(query.terms):
-        return cosine, np.zeros(last - first)
-    present = data.sentence_terms[first:last][:, query.terms].toarray()
-    return cosine, (present @ query.weights) / query.total_weight
-
-
 def retrieve(data: IndexData, query: Query, top_k: int) -> list[Passage]:
-    """The top_k chunks, best first."""
-    d_ids, d_scores = dense_search(data, query.vector, DEPTH)
+    """The top_k chunks, best first (all candidates scored in a few array operations)."""
+    d_ids, _ = dense_search(data, query.vector, DEPTH)
     l_ids, l_scores = lexical_search(data, query, DEPTH)
-    dense = dict(zip(d_ids.tolist(), d_scores.tolist()))
-    lexical = dict(zip(l_ids.tolist(), l_scores.tolist()))
-    best_lexical = max(lexical.values(), default=0.0) or 1.0
-    spans = data.spans
+    cands = np.array(list(dict.fromkeys(d_ids.tolist() + l_ids.tolist())), dtype=np.int64)
+    if not len(cands):
+        return []
+    first = data.spans["chunk_first"][cands]
+    lengths = data.spans["chunk_last"][cands] - first
+    starts = np.cumsum(lengths) - lengths  # where each candidate's sentences begin below
+    sentences = np.arange(int(lengths.sum())) - np.repeat(starts - first, lengths)
+    cosine = data.sentence_vectors[sentences] @ query.vector
+    if len(query.terms):
+        present = data.sentence_terms[sentences][:, query.terms]
+        overlap = np.asarray(present @ query.weights).ravel() / query.total_weight
+    else:
+        overlap = np.zeros(len(sentences))
+    lexical = np.zeros(len(cands))
+    position = {c: i for i, c in enumerate(cands.tolist())}
+    for cid, value in zip(l_ids.tolist(), l_scores.tolist()):
+        lexical[position[cid]] = value
+    chunk_cosine = data.chunk_vectors[cands] @ query.vector
+    features = np.stack([
+        chunk_cosine,
+        lexical / (lexical.max() or 1.0),
+        np.maximum.reduceat(cosine, starts),
+        np.maximum.reduceat(cosine + 0.5 * overlap, starts),
+        np.maximum.reduceat(overlap, starts),
+    ], axis=1)
+    scores = np.nan_to_num(features @ WEIGHTS, nan=-np.inf)
     out = []
-    for cid in dict.fromkeys(d_ids.tolist() + l_ids.tolist()):
-        first, last = int(spans["chunk_first"][cid]), int(spans["chunk_last"][cid])
-        cos, overlap = sentence_evidence(data, query, first, last)
-        chunk_cos = dense.get(cid)
-        if chunk_cos is None:
-            chunk_cos = float(data.chunk_vectors[cid] @ query.vector)
-        bm25 = lexical.get(cid, 0.0)
-        features = np.array([
-            chunk_cos, bm25 / best_lexical, cos.max(), (cos + 0.5 * overlap).max(), overlap.max()
-        ])
-        score = float(features @ WEIGHTS)
-        if math.isfinite(score):
-            out.append(Passage(cid, score, float(chunk_cos), float(bm25),
-                               np.arange(first, last), cos, overlap))
-    out.sort(key=lambda p: -p.score)
-    return out[:top_k]
+    for i in np.argsort(-scores, kind="stable")[:top_k].tolist():
+        a, b = int(starts[i]), int(starts[i] + lengths[i])
+        out.append(Passage(int(cands[i]), float(scores[i]), float(chunk_cosine[i]), float(lexical[i]),
+                           sentences[a:b], cosine[a:b], overlap[a:b]))
+    return out

@@ -15,10 +15,12 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import bm25s
@@ -179,23 +181,21 @@ def _dense_index(vectors: np.ndarray) -> faiss.Index:
 STOPWORDS = sorted(set(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "could", "would"})
 
 
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # the word pattern bm25s and scikit-learn use
+_STOP = frozenset(STOPWORDS)
+
+
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased, stemmed words without English stop words (BM25's vocabulary)."""
-    return bm25s.tokenize(
-        texts, stopwords=STOPWORDS, stemmer=_stemmer(), show_progress=False, return_ids=False
-    )
+    stem = _stemmer().stemWords
+    return [stem([w for w in _WORD.findall(t.lower()) if w not in _STOP]) for t in texts]
 
 
-_STEMMER = None
-
-
+@lru_cache(maxsize=1)
 def _stemmer():
-    global _STEMMER
-    if _STEMMER is None:
-        import Stemmer
+    import Stemmer
 
-        _STEMMER = Stemmer.Stemmer("english")
-    return _STEMMER
+    return Stemmer.Stemmer("english")
 
 
 def _file_digest(path: Path) -> dict:
