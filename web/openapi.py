@@ -119,7 +119,7 @@ def _paths() -> dict:
         "/api/health": {"get": {
             "summary": "Whether an index is loaded, and its size",
             "operationId": "health",
-            "responses": {"200": _json("Health", "the index is loaded"), **_errors("500", "503")},
+            "responses": {"200": _json("Health", "the index is loaded"), **_errors("405", "500", "503")},
         }},
         "/api/sources/{source}": {"get": {
             "summary": "The full text of one indexed document",
@@ -129,19 +129,21 @@ def _paths() -> dict:
             "parameters": [{"name": "source", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
             "responses": {"200": _json("Source", "the document's text"),
-                          **_errors("404", "500", "503")},
+                          **_errors("404", "405", "500", "503")},
         }},
         "/openapi.json": {"get": {
             "summary": "This document",
             "operationId": "openapi",
             "responses": {"200": {"description": "OpenAPI 3.0 document",
-                                  "content": {"application/json": {"schema": {"type": "object"}}}}},
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          **_errors("405")},
         }},
         "/": {"get": {
             "summary": "The chat page",
             "operationId": "page",
             "responses": {"200": {"description": "HTML page",
-                                  "content": {"text/html": {"schema": {"type": "string"}}}}},
+                                  "content": {"text/html": {"schema": {"type": "string"}}}},
+                          **_errors("405")},
         }},
     }
 

@@ -240,8 +240,8 @@ def test_wrong_method_is_json_405(client, spec, method, path, spec_path):
     response = client.open(path, method=method)
     assert_error(response.status_code, response.get_json(), 405, "method_not_allowed")
     assert response.headers["Allow"]
-    if spec_path.startswith("/api/ask"):
-        check_response(spec, spec_path, "post", 405, response.content_type, response.get_json())
+    documented = next(iter(spec["paths"][spec_path]))  # the operation that exists on this path
+    check_response(spec, spec_path, documented, 405, response.content_type, response.get_json())
 
 
 TRAVERSALS = [

@@ -230,7 +230,7 @@
       body.append(head);
       if (c.corroborates) {
         body.append(el("span", "badge", "also says so"));
-        body.append(el("q", "citation-quote", c.quote));
+        body.append(el("span", "citation-quote", c.quote));
       }
       row.append(body);
       item.append(row);
