@@ -63,6 +63,47 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+    def encode_with_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Vectors of whole texts and of character spans inside them, in one forward pass.
+
+        The text vector is the model's own mean pooling of its token embeddings; a
+        span's vector pools the same (context-aware) token embeddings that fall inside
+        it, so sentence vectors cost no second pass over the text.
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), np.float32), []
+        with self._lock:
+            tokens = self.model.encode(
+                texts, batch_size=BATCH_SIZE, output_value="token_embeddings",
+                convert_to_numpy=False, show_progress_bar=False,
+            )
+        offsets = self.tokenizer(
+            texts, return_offsets_mapping=True, truncation=True, max_length=self.max_tokens,
+            verbose=False,
+        )["offset_mapping"]
+        whole = np.zeros((len(texts), self.dimension), np.float32)
+        parts = []
+        for i, (emb, offs, text_spans) in enumerate(zip(tokens, offsets, spans)):
+            emb = emb.float().numpy()
+            whole[i] = emb.mean(0)
+            starts = np.array([a for a, b in offs[: len(emb)]])
+            ends = np.array([b for a, b in offs[: len(emb)]])
+            real = ends > starts
+            vecs = np.zeros((len(text_spans), self.dimension), np.float32)
+            for j, (a, b) in enumerate(text_spans):
+                inside = real & (starts >= a) & (ends <= b)
+                vecs[j] = emb[inside].mean(0) if inside.any() else whole[i]
+            parts.append(_unit(vecs))
+        return _unit(whole), parts
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
 @lru_cache(maxsize=4)
 def _load(path: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

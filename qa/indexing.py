@@ -167,10 +167,11 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
         part.chunks = np.array(
             [(c.start, c.end, c.first_sentence, c.last_sentence) for c in chunks], np.int64
         ).reshape(-1, 4)
-    sentence_texts = [p.document.text[a:b] for p in parts for a, b in p.sentences]
     chunk_texts = [p.document.text[a:b] for p in parts for a, b, _, _ in p.chunks]
-    vectors = _encode(embedder, sentence_texts + chunk_texts, progress)
-    s_vec, c_vec = vectors[: len(sentence_texts)], vectors[len(sentence_texts):]
+    # Sentence spans relative to their chunk: sentence vectors come from the chunk's pass.
+    spans = [[(int(p.sentences[k][0] - a), int(p.sentences[k][1] - a)) for k in range(f, last)]
+             for p in parts for a, _, f, last in p.chunks]
+    c_vec, s_vec = _encode(embedder, chunk_texts, spans, progress)
     i = j = 0
     for part in parts:
         part.sentence_vectors = s_vec[i : i + len(part.sentences)]
@@ -179,16 +180,19 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
         j += len(part.chunks)
 
 
-def _encode(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
-    if not texts:
-        return np.zeros((0, embedder.dimension), np.float32)
-    out = []
-    with tqdm(total=len(texts), unit="text", desc="embedding", disable=not progress) as bar:
+def _encode(embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]],
+            progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk vectors and their sentences' vectors, in steps so a progress bar can move."""
+    chunks, sentences = [], []
+    with tqdm(total=len(texts), unit="chunk", desc="embedding", disable=not progress) as bar:
         for i in range(0, len(texts), ENCODE_STEP):
-            batch = texts[i : i + ENCODE_STEP]
-            out.append(embedder.encode(batch))
-            bar.update(len(batch))
-    return np.concatenate(out)
+            whole, parts = embedder.encode_with_spans(texts[i : i + ENCODE_STEP], spans[i : i + ENCODE_STEP])
+            chunks.append(whole)
+            sentences.extend(parts)
+            bar.update(len(whole))
+    empty = np.zeros((0, embedder.dimension), np.float32)
+    return (np.concatenate(chunks) if chunks else empty,
+            np.concatenate(sentences) if sentences else empty)
 
 
 def _assemble(parts: list[_Part], dim: int):
