@@ -48,6 +48,11 @@ class Chunk:
     last_sentence: int  # exclusive
 
 
+# pysbd builds thousands of regular expressions on the fly; Python's regex cache holds
+# 512, so with the default every paragraph recompiles them and chunking runs 3x slower.
+re._MAXCACHE = max(getattr(re, "_MAXCACHE", 512), 8192)
+
+
 @lru_cache(maxsize=1)
 def _segmenter() -> pysbd.Segmenter:
     return pysbd.Segmenter(language="en", clean=False)
