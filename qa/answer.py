@@ -109,7 +109,7 @@ def read(data: IndexData, passages: list[Passage], threshold: float) -> Reading:
 def corroborating(data: IndexData, cands: list[Candidate]) -> list[int]:
     """Other candidate sentences that say what the answer says, in rank order."""
     best = cands[0]
-    vec = data.sentence_vectors[best.sentence]
+    vec = np.asarray(data.sentence_vectors[best.sentence], dtype=np.float32)
     floor = max(CORROBORATION_OVERLAP * best.features[1], 1e-9)
     return [
         c.sentence for c in cands[1:]

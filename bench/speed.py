@@ -1,0 +1,207 @@
+"""Speed benchmark: ours against the floor the model and FAISS set, and against a peer.
+
+Run from the repository root (writes BENCHMARKS.md):
+
+    .venv/bin/python bench/speed.py --dataset ../shared/data/squad2-dev-3articles.json \\
+        [--haystack-python /tmp/haystack-venv/bin/python]
+
+It builds a corpus of at least 2,000 chunks (16 copies of the dataset's articles plus
+the seeds), then measures in one run, on this machine:
+1. indexing throughput of ``qa index`` against ``model.encode`` on the same chunk texts;
+2. query latency of ``Engine.ask`` and of ``POST /api/ask`` against the floor of encoding
+   the question plus one FAISS search;
+3. HTTP throughput with 1, 4 and 16 concurrent clients (zero errors expected);
+4. cold start: from starting ``qa serve`` to its first answer;
+5. with --haystack-python, a Haystack 2 hybrid pipeline on the same chunks, model and
+   questions (bench/peer_haystack.py, run in its own virtual environment).
+Ratios matter more than absolute times: the machine is shared and drifts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load
+
+from qa import store
+from qa.embedding import BATCH_SIZE, Embedder
+from qa.engine import Engine
+from qa.evaluation import covers, load_squad
+from qa.indexing import build_index
+from qa.retrieval import DEPTH
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIES = 16
+
+
+def make_corpus(dataset: Path, folder: Path) -> list:
+    """16 copies of the dataset's articles (each marked, so each is its own document) and the seeds."""
+    questions = load_squad(dataset, folder / "articles")
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    for k in range(COPIES):
+        for path in sorted((folder / "articles").iterdir()):
+            name = path.name if k == 0 else f"copy{k:02d}-{path.name}"
+            prefix = "" if k == 0 else f"Copy {k}.\n\n"
+            (corpus / name).write_text(prefix + path.read_text(encoding="utf-8"), encoding="utf-8")
+    for seed in (ROOT / "seeds").iterdir():
+        (corpus / seed.name).write_bytes(seed.read_bytes())
+    return questions
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(values, p))
+
+
+def timed(fn, items) -> list[float]:
+    out = []
+    for item in items:
+        t0 = time.perf_counter()
+        fn(item)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def http_latency(url: str, questions: list[str]) -> list[float]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    out = []
+    for q in questions:
+        body = json.dumps({"question": q})
+        t0 = time.perf_counter()
+        conn.request("POST", "/api/ask", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        out.append((time.perf_counter() - t0) * 1000)
+        if response.status != 200:
+            raise SystemExit(f"HTTP {response.status} for {q!r}")
+    conn.close()
+    return out
+
+
+def machine() -> str:
+    with open("/proc/cpuinfo") as fh:
+        cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")),
+                   platform.processor())
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/data/squad2-dev-3articles.json")
+    p.add_argument("--queries", type=int, default=300, help="questions timed per measure")
+    p.add_argument("--haystack-python", help="python of a venv with bench/haystack-requirements.txt")
+    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = p.parse_args(argv)
+    rows: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
+        tmp_path = Path(tmp)
+        questions = make_corpus(args.dataset, tmp_path)
+        asked = [q.text for q in questions][: args.queries]
+        embedder = Embedder()
+        embedder.encode(["warm up"])
+
+        # 1. Indexing throughput against model.encode on the same chunk texts.
+        index = tmp_path / "index"
+        build = build_index([tmp_path / "corpus"], index, embedder, report=lambda _: None, progress=False)
+        data = store.load(index)
+        texts = [data.chunk_text(i) for i in range(data.chunk_count)]
+        t0 = time.perf_counter()
+        embedder.model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True)
+        floor_s = time.perf_counter() - t0
+        ours_rate, floor_rate = build.chunks / build.seconds, len(texts) / floor_s
+        rows["index"] = (f"| indexing, {build.chunks} chunks | {ours_rate:.1f} chunks/s "
+                         f"({build.seconds:.1f} s, whole `qa index`) | {floor_rate:.1f} chunks/s "
+                         f"(`model.encode`, {floor_s:.1f} s) | **{ours_rate / floor_rate:.2f}** of floor |")
+
+        # 2. Query latency: engine and HTTP against encode + one FAISS search.
+        engine = Engine(index)
+        for q in asked[:20]:
+            engine.ask(q)
+        engine_ms = timed(engine.ask, asked)
+        floor_ms = timed(lambda q: data.dense.search(embedder.encode([q]), DEPTH), asked)
+        recall5 = np.mean([any(covers(x, q) for x in engine.ask(q.text)["passages"][:5])
+                           for q in questions if q.gold])
+        rows["engine"] = (f"| query, engine call | p50 {pct(engine_ms, 50):.1f} ms, p95 "
+                          f"{pct(engine_ms, 95):.1f} ms | p50 {pct(floor_ms, 50):.1f} ms, p95 "
+                          f"{pct(floor_ms, 95):.1f} ms | **{pct(engine_ms, 50) / pct(floor_ms, 50):.2f}x** "
+                          f"floor (p50) |")
+
+        # 4. Cold start, then 2. over HTTP and 3. throughput under concurrency.
+        t0 = time.perf_counter()
+        proc, url = load.start_server(index, 8, tmp_path / "server.log")
+        http_latency(url, [asked[0]])
+        cold = time.perf_counter() - t0
+        try:
+            http_ms = http_latency(url, asked)
+            rows["http"] = (f"| query, `POST /api/ask` | p50 {pct(http_ms, 50):.1f} ms, p95 "
+                            f"{pct(http_ms, 95):.1f} ms | p50 {pct(floor_ms, 50):.1f} ms | "
+                            f"**{pct(http_ms, 50) / pct(floor_ms, 50):.2f}x** floor (p50) |")
+            for clients in (1, 4, 16):
+                tally, seconds = load.run(url, clients, 25 * clients + 100, None, 60)
+                lat = sorted(tally.latencies_ms)
+                rows[f"c{clients}"] = (
+                    f"| {clients} concurrent client{'s' if clients > 1 else ''} | "
+                    f"{len(lat) / seconds:.1f} questions/s, p50 {load.percentile(lat, 50):.0f} ms, "
+                    f"p95 {load.percentile(lat, 95):.0f} ms | | {len(tally.errors)} errors |")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        rows["cold"] = f"| cold start (`qa serve` to first answer) | {cold:.1f} s | | |"
+
+        peer = None
+        if args.haystack_python:
+            out = tmp_path / "peer.json"
+            subprocess.run([args.haystack_python, str(ROOT / "bench/peer_haystack.py"), "--index",
+                            str(index), "--dataset", str(args.dataset), "--out", str(out)],
+                           check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            peer = json.loads(out.read_text())
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "Command: `.venv/bin/python bench/speed.py"
+        + (f" --haystack-python {args.haystack_python}`" if peer else "`"),
+        f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.",
+        f"Corpus: {COPIES} copies of the 3 SQuAD 2.0 dev articles plus the seeds; "
+        f"questions: the first {len(asked)} of the dataset.",
+        "",
+        "| measure | ours | floor | ratio |",
+        "| --- | --- | --- | --- |",
+        *[rows[k] for k in ("index", "engine", "http", "c1", "c4", "c16", "cold")],
+    ]
+    if peer:
+        lines += [
+            "",
+            f"## Side by side with {peer['peer']}",
+            "",
+            "Same chunks, same model, same questions (answerable ones), same machine, same run.",
+            "",
+            "| | recall@5 | query p50 | query p95 |",
+            "| --- | --- | --- | --- |",
+            f"| qa (engine call, retrieval and answer) | {recall5:.3f} | {pct(engine_ms, 50):.1f} ms "
+            f"| {pct(engine_ms, 95):.1f} ms |",
+            f"| Haystack hybrid (retrieval only) | {peer['recall@5']:.3f} | {peer['latency_p50_ms']:.1f} ms "
+            f"| {peer['latency_p95_ms']:.1f} ms |",
+        ]
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
