@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -23,10 +22,6 @@ DELEGATION = "Who led the U.S. delegation?"
 EVEREST = "How tall is Mount Everest?"
 
 expect.set_options(timeout=30_000)
-
-if not Path(CHROMIUM).exists():  # pragma: no cover - the machine image has it
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
@@ -146,18 +141,15 @@ def test_conversation_on_a_laptop(browser, server, seed_text):
     assert watch.errors == [] and watch.dialogs == []
 
 
-CORROBORATED = ["What did the Russian Foreign Ministry offer?", "Who is Sonata Coulter?",
-                "How did the ministry describe the talks?", "What city hosted the talks?"]
+# The ministry statement and the wire story both report the offer (tests/test_engine.py).
+CORROBORATED = "What did Russia offer to restore between the two countries?"
 
 
 def test_corroborating_citations_are_marked(browser, server):
-    for question in CORROBORATED:
-        result = api_answer(server, question)
-        also = [c for c in result["citations"] if "corroborates" in c]
-        if also:
-            break
-    else:
-        pytest.skip("the engine found no corroborating quote for any of these questions")
+    question = CORROBORATED
+    result = api_answer(server, question)
+    also = [c for c in result["citations"] if "corroborates" in c]
+    assert also, "the engine marks the second report of the offer as corroborating"
     page, watch = open_page(browser, server, DESKTOP)
     reply = ask(page, question)
     rows = reply.locator("button.citation")
