@@ -138,6 +138,7 @@ def save(
         manifest = dict(manifest, format_version=FORMAT_VERSION, dense_index=dense_info, files={
             p.relative_to(build).as_posix(): _file_digest(p) for p in files
         })
+        manifest["checksum"] = manifest_checksum(manifest)
         (build / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         for p in [*files, build / "manifest.json"]:
             _fsync(p)
@@ -253,10 +254,18 @@ def read_manifest(index_dir: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise IndexInvalid(
-            f"index at {index_dir} has format {found!r}, this version reads format "
+            f"index manifest {path} has format {found!r}, this version reads format "
             f"{FORMAT_VERSION}; {rebuild_hint(index_dir)}"
         )
+    if manifest.get("checksum") != manifest_checksum(manifest):
+        raise IndexInvalid(f"index manifest {path} is damaged (checksum mismatch); {rebuild_hint(index_dir)}")
     return manifest
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of the manifest's content without its own checksum field."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def load(index_dir: Path, model_name: str | None = None, dimension: int | None = None) -> IndexData:

@@ -85,7 +85,7 @@ class Forker:
             [sys.executable, str(script)], cwd=ROOT, env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
-        self.ready = self._reply()["ready"]
+        self.ready = 0  # its pid once it has loaded the model (it loads while tests set up)
         self.count = 0
 
     def _reply(self) -> dict:
@@ -94,6 +94,8 @@ class Forker:
         return json.loads(line)
 
     def start(self, argv: list[str]) -> tuple[int, Path]:
+        if not self.ready:
+            self.ready = self._reply()["ready"]
         self.count += 1
         log = self.workdir / f"run-{self.count}.log"
         self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
@@ -163,7 +165,7 @@ FACT_FILE = "doc00.txt"
 FACT = "The lighthouse of Varnholm was built in 1871 by the engineer Ilse Brandt."
 QUESTION = "Who built the lighthouse of Varnholm?"
 FILES = 60
-SENTENCES = 4
+SENTENCES = 3
 
 
 def sentence(rng: random.Random) -> str:
@@ -175,7 +177,7 @@ def document(rng: random.Random, name: str) -> str:
     lines = [sentence(rng) for _ in range(SENTENCES)]
     if name == FACT_FILE:  # the fact moves around, so its offsets differ between versions
         lines.insert(rng.randint(0, len(lines)), FACT)
-    return " ".join(lines[:2]) + "\n\n" + " ".join(lines[2:]) + "\n"
+    return " ".join(lines[:2]) + "\n\n" + " ".join(lines[2:]) + "\n"  # two paragraphs
 
 
 class Corpus:
@@ -238,7 +240,7 @@ def leftovers(idx: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # SIGKILL at random points of a build.
 
-RANDOM_KILLS = 7  # at a random point of the build: one in each seventh of its usual duration
+RANDOM_KILLS = 7  # at random points of a build
 MID_WRITE_KILLS = 2  # the moment the new build folder appears: while it is being written
 AT_PUBLISH_KILLS = 1  # the moment `current` points to the new build: before old ones are removed
 SHARE_CHANGED = 0.4  # of the files rewritten before every run, so every run re-embeds
@@ -274,7 +276,8 @@ def test_sigkill_during_build_loses_nothing(forker, tmp_path, embedder):
     assert code == 0 and " changed" in log, log
     published = corpus.snapshot()
 
-    delays = [typical * (i + rng.random()) / RANDOM_KILLS for i in range(RANDOM_KILLS)]
+    # One random point in each of RANDOM_KILLS equal slices of (most of) the usual build time.
+    delays = [0.9 * typical * (i + rng.random()) / RANDOM_KILLS for i in range(RANDOM_KILLS)]
     rng.shuffle(delays)
     plan: list[tuple[str, float | None]] = [("random", d) for d in delays]
     plan[2:2] = [("mid-write", None)]
@@ -340,7 +343,7 @@ def _holds_lock(pid: int, lock: Path) -> bool:
 
 def test_two_builds_at_once_never_mix(forker, tmp_path):
     rng = random.Random(SEED + 1)
-    first = Corpus(tmp_path / "first", rng, files=30)
+    first = Corpus(tmp_path / "first", rng)
     second = Corpus(tmp_path / "second", rng, files=5)
     idx = tmp_path / "index"
 
@@ -469,9 +472,6 @@ def test_manifest_bit_flips_never_give_a_wrong_answer(small_index):
             assert code == 1 and out == "" and "qa: error: " in err, (where, err)
 
 
-@pytest.mark.xfail(strict=True, reason="store.py does not checksum the manifest itself: a flipped "
-                   "bit in it is missed, blamed on another file, or reported without the rebuild "
-                   "command (docs/reliability.md, 'Known gaps')")
 def test_manifest_bit_flips_are_refused_naming_the_manifest(small_index):
     good, _ = small_index
     manifest = good / "current" / "manifest.json"

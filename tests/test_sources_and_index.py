@@ -151,7 +151,8 @@ def test_other_model_or_older_format_is_refused(seed_index, tmp_path):
         store.load(idx, dimension=768)
     manifest = idx / "current" / "manifest.json"
     data = json.loads(manifest.read_text())
-    data["format_version"] = 0
+    data["format_version"] = 0  # an older build: consistent, but another format
+    data["checksum"] = store.manifest_checksum(data)
     manifest.write_text(json.dumps(data))
     with pytest.raises(IndexInvalid, match="format"):
         Engine(idx)
