@@ -166,10 +166,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from web.server import serve
+    from web.server import UsageError, serve, settings
 
+    try:
+        config = settings(args)  # before anything is loaded or bound
+    except UsageError as exc:
+        _say(f"qa: error: {exc}")
+        return 2
     ensure_index(args.index, args.model)
-    return serve(args)
+    return serve(args, config)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -220,6 +225,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=8)
     common(p)
     p.add_argument("--threshold", type=_unit, default=DEFAULT_THRESHOLD)
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' on /api/* (default: $QA_TOKEN; "
+                        "needed on any host but loopback)")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve on a non-loopback host without a token (prints a warning)")
+    p.add_argument("--rate-limit", default="120/minute;20/second", metavar="LIMIT",
+                   help="questions per client address on /api/ask, e.g. 60/minute "
+                        "(default 120/minute;20/second; 0 or off: no limit)")
     p.set_defaults(func=cmd_serve)
     return top
 

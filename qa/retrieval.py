@@ -58,15 +58,9 @@ def make_query(data: IndexData, text: str, vector: np.ndarray) -> Query:
     """
     vocab = data.lexical.vocab_dict if data.lexical is not None else {}
     words = set(tokenize([text])[0])
-    ids = sorted({vocab[t] for t in words if t in vocab})
-    terms = np.array(ids, dtype=np.int64)
-    n = max(data.chunk_count, 1)
-    df = np.zeros(len(ids))
-    if data.lexical is not None and ids:
-        indptr = data.lexical.scores["indptr"]
-        df = (indptr[terms + 1] - indptr[terms]).astype(np.float64)
-    weights = np.log1p((n - df + 0.5) / (df + 0.5))
-    unknown = (len(words) - len(ids)) * float(np.log1p((n + 0.5) / 0.5))
+    terms = np.array(sorted({vocab[t] for t in words if t in vocab}), dtype=np.int64)
+    weights = data.term_weights[terms]
+    unknown = (len(words) - len(terms)) * data.unknown_term_weight
     return Query(text, vector, terms, weights, float(weights.sum()) + unknown)
 
 

@@ -32,7 +32,7 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS
 from .errors import IndexBusy, IndexInvalid, IndexMissing
 from .sources import Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # One question is one search: FAISS's OpenMP threads only add overhead there, and the
 # server already answers requests on several threads.
 faiss.omp_set_num_threads(1)
@@ -73,6 +73,11 @@ class IndexData:
 
     def __post_init__(self) -> None:
         self._by_source = {d.source: d for d in self.documents}
+        # Inverse document frequency (over chunks) of every word in the BM25 vocabulary.
+        n = max(self.chunk_count, 1)
+        df = np.diff(self.lexical.scores["indptr"]).astype(np.float64) if self.lexical else np.zeros(0)
+        self.term_weights = np.log1p((n - df + 0.5) / (df + 0.5))
+        self.unknown_term_weight = float(np.log1p((n + 0.5) / 0.5))
 
     def document(self, source: str) -> Document | None:
         return self._by_source.get(source)
