@@ -14,12 +14,17 @@ from qa.engine import InvalidRequest
 MAX_BODY_BYTES = 64 * 1024
 
 # Short machine-readable codes and messages a person can act on, by HTTP status.
-_CODES: dict[int, tuple[str, str]] = {
+CODES: dict[int, tuple[str, str]] = {
     400: ("bad_request", "the request could not be understood"),
+    401: ("unauthorized", "this server needs an access token: send Authorization: Bearer TOKEN"),
     404: ("not_found", "nothing here; GET /openapi.json lists the endpoints"),
     405: ("method_not_allowed", "this method is not allowed here"),
     413: ("payload_too_large", f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB"),
     415: ("unsupported_media_type", "send the body as JSON with Content-Type: application/json"),
+    429: ("rate_limited", "too many requests from this address; wait and try again"),
+    431: ("headers_too_large", "the request headers are too large"),
+    500: ("internal_error", "internal error; the server log has the details"),
+    501: ("not_implemented", "this server does not support that"),
     503: ("no_index", "no index loaded; build one with: qa index SOURCES"),
 }
 
@@ -52,7 +57,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code, message = _CODES.get(status, ("http_error", exc.name))
+        code, message = CODES.get(status, ("http_error", exc.name))
         if status == 405 and getattr(exc, "valid_methods", None):
             usable = [m for m in exc.valid_methods if m not in ("HEAD", "OPTIONS")]
             message = f"{request.method} is not allowed on {request.path}; use {', '.join(usable)}"

@@ -30,16 +30,21 @@ def _obj(properties: dict, required: list[str] | None = None, **extra) -> dict:
 
 
 _OFFSET = {"type": "integer", "minimum": 0}
+# What the engine accepts as a question: no NUL, and something besides the characters
+# str.strip() removes (Python's whitespace, which differs from a regex \\s; all lie below U+3001).
+_SPACE = "".join(chr(i) for i in range(0x3001) if chr(i).isspace())
+QUESTION_PATTERN = f"^[^\\x00]*[^\\x00{_SPACE}][^\\x00]*$"
 _PAGE = {"type": "integer", "minimum": 1, "description": "PDF page the span starts on (PDFs only)"}
 
 SCHEMAS: dict[str, dict] = {
     "AskRequest": _obj({
-        "question": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS,
+        "question": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS, "pattern": QUESTION_PATTERN,
                      "description": "the question; must not be blank or contain NUL"},
-        "history": {"type": "array", "maxItems": MAX_TURNS, "items": _ref("Turn"),
-                    "description": "earlier turns, oldest first, for follow-up questions"},
-        "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 5,
-                  "description": "how many passages to return"},
+        "history": {"type": "array", "maxItems": MAX_TURNS, "items": _ref("Turn"), "nullable": True,
+                    "description": "earlier turns, oldest first, for follow-up questions "
+                                   "(null: none)"},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 5, "nullable": True,
+                  "description": "how many passages to return (null: the default)"},
     }, required=["question"]),
     "Turn": _obj({
         "role": {"type": "string", "enum": ["user", "assistant"]},
@@ -92,19 +97,37 @@ SCHEMAS: dict[str, dict] = {
 }
 
 _ERRORS = {
-    "400": "malformed JSON, missing or invalid question, history or top_k, or unknown fields",
+    "400": "malformed JSON (also NaN, Infinity, a key twice, a lone surrogate), missing or invalid "
+           "question, history or top_k, or unknown fields; or the Host is not trusted",
+    "401": "this server needs a token: send Authorization: Bearer TOKEN",
     "404": "no such endpoint or document",
     "405": "method not allowed",
     "413": f"body larger than {MAX_BODY_BYTES // 1024} KiB",
     "415": "body is not application/json",
+    "429": "too many questions from this client address; retry after Retry-After seconds",
     "500": "a bug: reported without details, logged by the server",
     "503": "no index loaded",
 }
 
+# Response headers worth describing, by status.
+_HEADERS = {
+    "401": {"WWW-Authenticate": {"description": "Bearer realm=\"qa\"", "schema": {"type": "string"}}},
+    "429": {"Retry-After": {"description": "seconds until this client may ask again",
+                            "schema": {"type": "integer", "minimum": 1}}},
+}
+
 
 def _errors(*statuses: str) -> dict:
-    return {s: _json("Error", _ERRORS[s]) for s in statuses}
+    out = {}
+    for s in statuses:
+        out[s] = _json("Error", _ERRORS[s])
+        if s in _HEADERS:
+            out[s]["headers"] = _HEADERS[s]
+    return out
 
+
+# The token is optional: a server started without --token needs none (hence the empty {}).
+_API_SECURITY = [{}, {"bearerToken": []}]
 
 def _paths() -> dict:
     return {
@@ -114,12 +137,15 @@ def _paths() -> dict:
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("AskRequest")}}},
             "responses": {"200": _json("Answer", "the answer, or an abstention with the closest passages"),
-                          **_errors("400", "405", "413", "415", "500", "503")},
+                          **_errors("400", "401", "405", "413", "415", "429", "500", "503")},
+            "security": _API_SECURITY,
         }},
         "/api/health": {"get": {
             "summary": "Whether an index is loaded, and its size",
             "operationId": "health",
-            "responses": {"200": _json("Health", "the index is loaded"), **_errors("405", "500", "503")},
+            "responses": {"200": _json("Health", "the index is loaded"),
+                          **_errors("400", "401", "405", "500", "503")},
+            "security": _API_SECURITY,
         }},
         "/api/sources/{source}": {"get": {
             "summary": "The full text of one indexed document",
@@ -129,21 +155,22 @@ def _paths() -> dict:
             "parameters": [{"name": "source", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
             "responses": {"200": _json("Source", "the document's text"),
-                          **_errors("404", "405", "500", "503")},
+                          **_errors("400", "401", "404", "405", "500", "503")},
+            "security": _API_SECURITY,
         }},
         "/openapi.json": {"get": {
             "summary": "This document",
             "operationId": "openapi",
             "responses": {"200": {"description": "OpenAPI 3.0 document",
                                   "content": {"application/json": {"schema": {"type": "object"}}}},
-                          **_errors("405")},
+                          **_errors("400", "405")},
         }},
         "/": {"get": {
             "summary": "The chat page",
             "operationId": "page",
             "responses": {"200": {"description": "HTML page",
                                   "content": {"text/html": {"schema": {"type": "string"}}}},
-                          **_errors("405")},
+                          **_errors("400", "405")},
         }},
     }
 
@@ -163,7 +190,14 @@ def spec() -> dict:
         "info": {"title": "qa: cited answers from your documents", "version": _version(),
                  "description": "Extractive question answering: every answer is a quote, "
                                 "with the document and character offsets it came from. "
-                                'Every error is {"error": {"code", "message"}}.'},
+                                'Every error is {"error": {"code", "message"}}, also the 400, 413 '
+                                "and 431 the HTTP server itself answers for a malformed request line, "
+                                "a body or headers over its limits, on any path. Started with a "
+                                "token, the server wants it on every /api/ call; without one, it "
+                                "answers only requests addressed to localhost, 127.0.0.1 or [::1]. "
+                                "/api/ask is rate-limited per client address (qa serve --rate-limit)."},
         "paths": _paths(),
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {"bearerToken": {
+            "type": "http", "scheme": "bearer",
+            "description": "the token qa serve was started with (--token or QA_TOKEN)"}}},
     }

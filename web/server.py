@@ -1,19 +1,112 @@
-"""``qa serve``: the app under waitress, loaded once, stopped cleanly by Ctrl-C or SIGTERM."""
+"""``qa serve``: the app under waitress, loaded once, stopped cleanly by Ctrl-C or SIGTERM.
+
+Before anything is loaded or bound, the access settings are checked (security.py):
+a non-loopback host needs a token or ``--insecure``, else the command exits with
+code 2. While serving, SIGHUP (and a rebuilt index, noticed on requests) reloads the
+index in the background (reloading.py). Errors that waitress answers itself (a body
+or headers over its limits, a malformed request line) are JSON like the app's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import waitress
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 from qa.engine import Engine
 
-from .app import create_app
+from .app import DEFAULT_RATE_LIMIT, BadSetting, create_app, rate_limit_setting
+from .errors import CODES, MAX_BODY_BYTES
+from .reloading import IndexWatcher
+from .security import MIN_TOKEN_CHARS, SECURITY_HEADERS, is_loopback, token_problem
 
-# Waitress itself turns away bodies past this (plain text); up to it the app answers JSON 413.
-WAITRESS_MAX_BODY = 1024 * 1024
+# Waitress refuses bodies of this size or more before reading them (Content-Length) or as
+# soon as a chunked body reaches it; just past the app's limit, so both answer the same JSON 413.
+WAITRESS_MAX_BODY = MAX_BODY_BYTES + 1
+TOKEN_ENV = "QA_TOKEN"
+
+
+class UsageError(Exception):
+    """Settings ``qa serve`` cannot run with (exit code 2)."""
+
+
+@dataclass
+class Settings:
+    token: str | None
+    rate_limit: str | None
+    check_host: bool
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def settings(args: argparse.Namespace, warn: Callable[[str], None] = _warn) -> Settings:
+    """Check the access settings before anything is loaded; UsageError says what to change."""
+    token = getattr(args, "token", None)
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    if token is not None:
+        problem = token_problem(token)
+        if problem:
+            raise UsageError(f"unusable token: {problem}")
+        if len(token) < MIN_TOKEN_CHARS:
+            warn(f"qa: warning: the token is shorter than {MIN_TOKEN_CHARS} characters and easy to guess")
+    try:
+        limit = rate_limit_setting(getattr(args, "rate_limit", DEFAULT_RATE_LIMIT))
+    except BadSetting as exc:
+        raise UsageError(str(exc)) from None
+    loopback = is_loopback(args.host)
+    insecure = bool(getattr(args, "insecure", False))
+    if not loopback and token is None:
+        if not insecure:
+            raise UsageError(
+                f"refusing to serve on {args.host}, which is not a loopback address, without a token: "
+                f"pass --token TOKEN (or set {TOKEN_ENV}), or --insecure to let anyone who can reach "
+                "it in")
+        warn(f"qa: warning: serving on {args.host} without a token (--insecure): anyone who can "
+             "reach this address can read the indexed documents")
+    return Settings(token=token, rate_limit=limit, check_host=loopback or not insecure)
+
+
+class JsonErrorTask(ErrorTask):
+    """Waitress's own error responses (413, 431, 400, 500...) as the app's JSON, with its headers."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        code, message = CODES.get(error.code, ("http_error", error.reason))
+        if error.code in (400, 431, 501) and error.body:
+            message = f"{message}: {error.body}"
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                                      *SECURITY_HEADERS.items()])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+def _json_errors(server: object) -> None:
+    """Make every listening socket of the server answer its errors with JsonErrorTask."""
+    many = getattr(server, "map", None)
+    listeners = [server] if hasattr(server, "channel_class") else []
+    if not listeners and many:
+        listeners = [s for s in list(many.values()) if hasattr(s, "channel_class")]
+    for listener in listeners:
+        listener.channel_class = JsonErrorChannel  # type: ignore[attr-defined]
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -32,14 +125,25 @@ def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, config: Settings | None = None) -> int:
     """Load the engine (QAError propagates to the CLI), then serve until stopped; exit code 0."""
+    config = config or settings(args)
     engine = Engine(args.index, args.model, args.threshold)
+    watcher = IndexWatcher(engine)
+    app = create_app(engine, token=config.token, rate_limit=config.rate_limit,
+                     trusted_hosts_only=config.check_host, watcher=watcher)
     server = waitress.create_server(
-        create_app(engine), host=args.host, port=args.port, threads=args.threads,
+        app, host=args.host, port=args.port, threads=args.threads,
         max_request_body_size=WAITRESS_MAX_BODY, ident="qa",
     )
-    previous = signal.signal(signal.SIGTERM, _stop)
+    _json_errors(server)
+
+    def _hangup(signum: int, frame: object) -> None:
+        # Never load in a signal handler: hand it to the watcher's background thread.
+        threading.Thread(target=watcher.request, args=("SIGHUP",), daemon=True).start()
+
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _stop), (signal.SIGHUP, _hangup))}
     try:
         for host, port in listening(server):
             print(f"Serving on {url(host, port)}", flush=True)
@@ -47,7 +151,8 @@ def serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.close()
     print("stopped", file=sys.stderr, flush=True)
     return 0

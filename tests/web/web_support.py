@@ -76,13 +76,18 @@ class Server:
     url: str
     log: Path
     lines: queue.Queue = field(default_factory=queue.Queue)
+    token: str | None = None  # sent as a bearer token by get() and post_json()
 
-    def get(self, path: str, **kw) -> tuple[int, dict[str, str], bytes]:
-        return http(self.url + path, **kw)
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def post_json(self, path: str, payload: object) -> tuple[int, dict[str, str], bytes]:
+    def get(self, path: str, headers: dict[str, str] | None = None,
+            **kw) -> tuple[int, dict[str, str], bytes]:
+        return http(self.url + path, headers={**self.auth(), **(headers or {})}, **kw)
+
+    def post_json(self, path: str, payload: object, **kw) -> tuple[int, dict[str, str], bytes]:
         return http(self.url + path, method="POST", data=json.dumps(payload).encode(),
-                    headers={"Content-Type": "application/json"})
+                    headers={"Content-Type": "application/json", **self.auth()}, **kw)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -107,11 +112,18 @@ def http(url: str, method: str = "GET", data: bytes | None = None,
             return exc.code, dict(exc.headers), exc.read()
 
 
-def start_server(index: Path, log: Path, threads: int = 4, timeout: float = 180) -> Server:
-    """Start ``python -m qa.cli serve`` on 127.0.0.1, port 0; wait until /api/health answers."""
+def start_server(index: Path, log: Path, threads: int = 4, timeout: float = 180,
+                 rate_limit: str = "off", token: str | None = None, extra: tuple[str, ...] = ()) -> Server:
+    """Start ``python -m qa.cli serve`` on 127.0.0.1, port 0; wait until /api/health answers.
+
+    The rate limit is off unless asked for: tests fire requests faster than any person.
+    """
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--index", str(index), "--host", "127.0.0.1",
-           "--port", "0", "--threads", str(threads)]
+           "--port", "0", "--threads", str(threads), "--rate-limit", rate_limit, *extra]
+    if token is not None:
+        cmd += ["--token", token]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("QA_TOKEN", None)
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
                                 stdin=subprocess.DEVNULL)
@@ -136,7 +148,7 @@ def start_server(index: Path, log: Path, threads: int = 4, timeout: float = 180)
             raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
         if line.startswith("Serving on http://"):
             url = line.split(" ", 2)[2]
-    server = Server(proc, url, log, lines)
+    server = Server(proc, url, log, lines, token)
     while True:
         try:
             if server.get("/api/health", timeout=5)[0] == 200:

@@ -22,6 +22,10 @@
   const sourceMeta = $("source-meta");
   const sourceBody = $("source-body");
   const sourceText = $("source-text");
+  const tokenForm = $("token-form");
+  const tokenInput = $("token");
+  const tokenLabel = $("token-label");
+  const TOKEN_KEY = "qa-token"; // sessionStorage: kept for this tab only, gone when it closes
 
   let history = []; // [{role, content}] sent with follow-ups
   let conversation = 0; // bumped by "New conversation" so late answers are dropped
@@ -30,6 +34,7 @@
   let sourceRequest = 0; // only the latest source click may fill the panel
   let opener = null; // element to refocus when the source panel closes
   const sources = new Map(); // source name -> Promise of its text
+  let token = readToken(); // sent as "Authorization: Bearer" when the server wants one
 
   // ---- small DOM helpers (text only) ----
 
@@ -58,14 +63,46 @@
     return flat.length > SNIPPET_CHARS ? `${flat.slice(0, SNIPPET_CHARS).trimEnd()}…` : flat;
   }
 
+  // ---- the access token (asked for only when the API answers 401) ----
+
+  function readToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch (err) {
+      return ""; // storage refused (privacy settings): the token lives in memory only
+    }
+  }
+
+  function saveToken(value) {
+    token = value;
+    try {
+      sessionStorage.setItem(TOKEN_KEY, value);
+    } catch (err) {
+      // keep it in memory
+    }
+  }
+
+  function askForToken() {
+    tokenLabel.textContent = token
+      ? "That access token was not accepted. Enter the server's access token."
+      : "This server needs an access token.";
+    if (tokenForm.hidden) {
+      tokenForm.hidden = false;
+      tokenInput.value = "";
+      tokenInput.focus();
+    }
+  }
+
   // ---- talking to the API ----
 
   class ApiError extends Error {}
 
-  async function api(path, options) {
+  async function api(path, options = {}) {
+    const headers = Object.assign({}, options.headers);
+    if (token) headers.Authorization = `Bearer ${token}`;
     let response;
     try {
-      response = await fetch(path, options);
+      response = await fetch(path, Object.assign({}, options, { headers }));
     } catch (err) {
       if (err.name === "AbortError") throw err;
       throw new ApiError("Could not reach the server. Is it still running?");
@@ -75,6 +112,10 @@
       body = await response.json();
     } catch (err) {
       body = null;
+    }
+    if (response.status === 401) {
+      askForToken();
+      throw new ApiError("This server needs an access token: enter it above, then ask again.");
     }
     if (!response.ok) {
       const message = body && body.error && body.error.message;
@@ -392,6 +433,17 @@
   input.addEventListener("input", grow);
   $("new-conversation").addEventListener("click", newConversation);
   $("close-source").addEventListener("click", closeSource);
+  tokenForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const value = tokenInput.value.trim();
+    if (!value) return;
+    saveToken(value);
+    tokenInput.value = "";
+    tokenForm.hidden = true;
+    sources.clear();
+    showHealth();
+    input.focus();
+  });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !panel.hidden) closeSource();
   });
