@@ -165,7 +165,7 @@ FACT_FILE = "doc00.txt"
 FACT = "The lighthouse of Varnholm was built in 1871 by the engineer Ilse Brandt."
 QUESTION = "Who built the lighthouse of Varnholm?"
 FILES = 60
-SENTENCES = 3
+SENTENCES = 6
 
 
 def sentence(rng: random.Random) -> str:
@@ -434,7 +434,7 @@ def test_every_damaged_index_file_is_refused_by_ask(small_index, tmp_path):
 def _manifest_bit_flips(text: str) -> list[tuple[str, int]]:
     """Single-bit flips that leave the manifest valid JSON (a flipped byte in general does not:
     XOR 0xFF of ASCII is never UTF-8): in the model name, in a document hash, in a chunking
-    setting, in a file name and in a file checksum."""
+    setting, in a file name, in a file checksum and in the manifest's own checksum."""
     first_doc = text.index('"documents": {')
     files = text.index('"files": {')
     places = {
@@ -443,6 +443,7 @@ def _manifest_bit_flips(text: str) -> list[tuple[str, int]]:
         "chunking setting": text.index('"max_tokens": ') + len('"max_tokens": ') + 2,
         "file name in the checksum list": text.index('"', files + len('"files": {')) + 3,
         "file checksum": text.index('"sha256": "', files) + 20,
+        "manifest checksum": text.index('"checksum": "') + len('"checksum": "') + 7,
     }
     return list(places.items())
 
@@ -473,6 +474,8 @@ def test_manifest_bit_flips_never_give_a_wrong_answer(small_index):
 
 
 def test_manifest_bit_flips_are_refused_naming_the_manifest(small_index):
+    """The manifest carries its own checksum, so even a flip that leaves valid JSON (and that
+    nothing else would notice, as in a document hash) is refused, naming the manifest."""
     good, _ = small_index
     manifest = good / "current" / "manifest.json"
     original = manifest.read_bytes()
