@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_support import SEED_FILE, SEEDS, Server, make_index, start_server
+from hypothesis.configuration import set_hypothesis_home_dir
+from web_support import ARTIFACTS, SEED_FILE, SEEDS, Server, make_index, start_server
 
 from qa.engine import Engine
 from web.app import create_app
+
+# Hypothesis (under schemathesis) keeps its caches out of the source tree.
+set_hypothesis_home_dir(str(ARTIFACTS / "hypothesis"))
 
 
 @pytest.fixture(scope="session")
