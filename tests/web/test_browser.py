@@ -282,3 +282,55 @@ def test_document_markup_is_shown_as_text(browser, evil_server):
     assert watch.dialogs == []
     assert not [e for e in watch.errors if "Content Security Policy" in e], watch.errors
     shot(page, "malicious-source.png")
+
+
+# ---- a server that wants a token ----
+
+TOKEN = "browser-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def token_server(seed_index, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(seed_index, tmp_path_factory.mktemp("token-server") / "server.log", threads=2,
+                       token=TOKEN)
+    yield srv
+    srv.stop()
+
+
+def test_page_asks_for_the_token_and_keeps_it_for_the_tab(browser, token_server):
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(token_server.url)  # the page itself needs no token
+    form = page.locator("#token-form")
+    expect(form).to_be_visible()
+    expect(page.locator("#token-label")).to_have_text("This server needs an access token.")
+    expect(page.locator("#token")).to_be_focused()
+    shot(page, "token-form.png")
+
+    page.locator("#token").fill("not-the-token")
+    page.locator("#token").press("Enter")
+    expect(page.locator("#token-label")).to_contain_text("was not accepted")
+    expect(form).to_be_visible()
+
+    page.locator("#token").fill(TOKEN)
+    page.locator("#token-save").click()
+    expect(form).to_be_hidden()
+    expect(page.locator("#status")).to_contain_text("1 document")
+    reply = ask(page, DELEGATION)
+    expect(reply.locator(".answer-text")).to_contain_text("Sonata Coulter")
+    reply.locator(".answer-text button.cite", has_text="[1]").click()
+    expect(page.locator("#source-panel mark.cited")).to_have_count(1)  # sources are fetched with it too
+
+    page.reload()  # kept in sessionStorage for this tab
+    expect(page.locator("#status")).to_contain_text("1 document")
+    expect(form).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('qa-token')") == TOKEN
+
+    fresh = browser.new_context(viewport=DESKTOP).new_page()  # another tab's session: asked again
+    fresh.goto(token_server.url)
+    expect(fresh.locator("#token-form")).to_be_visible()
+    # The only console errors are the browser's own notes on the 401s.
+    assert all("401" in e for e in watch.errors), watch.errors
+    assert watch.dialogs == []
+    context.close()

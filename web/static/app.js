@@ -115,7 +115,7 @@
     }
     if (response.status === 401) {
       askForToken();
-      throw new ApiError("This server needs an access token: enter it above, then ask again.");
+      throw new ApiError("This server needs an access token: enter it in the token field, then ask again.");
     }
     if (!response.ok) {
       const message = body && body.error && body.error.message;
