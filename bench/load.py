@@ -146,16 +146,27 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 def start_server(index: Path, threads: int, log: Path) -> tuple[subprocess.Popen, str]:
-    """``qa serve`` on a free loopback port; its stderr (waitress's queue warnings) goes to log."""
+    """``qa serve`` on a free loopback port; its stderr (waitress's queue warnings) goes to log.
+
+    Without a rate limit: every simulated client comes from 127.0.0.1, which the default
+    per-address limit (20 questions a second) would throttle.
+    """
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--index", str(index), "--host", "127.0.0.1",
-           "--port", "0", "--threads", str(threads)]
+           "--port", "0", "--threads", str(threads), "--rate-limit", "off"]
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"), text=True)
+                                env=server_env(), text=True)
     for line in proc.stdout:  # type: ignore[union-attr]
         if line.startswith("Serving on "):
             return proc, line.split()[-1]
     raise SystemExit(f"the server did not start (exit code {proc.wait()})")
+
+
+def server_env() -> dict[str, str]:
+    """The environment for the started server: no QA_TOKEN, so the clients need none."""
+    env = {k: v for k, v in os.environ.items() if k != "QA_TOKEN"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def build_seed_index(folder: Path) -> Path:
