@@ -8,9 +8,9 @@ text layer with the offset at which every page starts.
 Sources are untrusted: a file that cannot be used (binary content under a text
 extension, empty, larger than ``MAX_BYTES`` (``MAX_HTML_BYTES`` for HTML), not
 UTF-8, a FIFO or device, a broken symlink, a symlink leading outside the folder,
-an unparseable PDF) is reported in one line and skipped. ``read_document`` raises only ``OSError``
-or ``ValueError``; a file is read once, never past its limit, and its hash and
-text come from the same bytes.
+an unparseable PDF) is reported in one line and skipped. ``read_document``
+raises only ``OSError`` or ``ValueError``; a file is read once, never past its
+limit, and its hash and text come from the same bytes.
 """
 
 from __future__ import annotations
