@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import pysbd
 
+WINDOW = 4000  # characters pysbd reads at once (see split_sentences)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _WORD = re.compile(r"\S+")
 
@@ -79,7 +80,34 @@ def _trim(text: str, span: Span) -> Span:
 
 
 def split_sentences(text: str, span: Span) -> list[Span]:
-    """Sentence spans inside one paragraph, aligned exactly to the text."""
+    """Sentence spans inside one paragraph, aligned exactly to the text.
+
+    pysbd's time grows with the square of its input, so a long paragraph is read
+    in windows of WINDOW characters: all sentences of a window but the last (which
+    may run on past it) are kept, and the next window starts at that last sentence.
+    """
+    out: list[Span] = []
+    start = span.start
+    while True:
+        end = span.end
+        if end - start > WINDOW:
+            cut = text.rfind(" ", start + WINDOW // 2, start + WINDOW)
+            end = cut if cut > start else start + WINDOW
+        pieces = _segment(text, Span(start, end))
+        if end == span.end or not pieces:
+            return out + pieces
+        if len(pieces) > 1:
+            pieces = pieces[:-1]
+        out.extend(pieces)
+        start = pieces[-1].end
+        while start < span.end and text[start].isspace():
+            start += 1
+        if start >= span.end:
+            return out
+
+
+def _segment(text: str, span: Span) -> list[Span]:
+    """pysbd's sentences of one stretch of text, aligned exactly to the text."""
     block = text[span.start : span.end]
     out = []
     cursor = 0

@@ -62,3 +62,12 @@ def test_blank_lines_separate_paragraphs_and_chunks(embedder):
         "First paragraph here.",
         "It has two sentences.",
     ]
+
+
+def test_long_paragraph_is_read_in_windows_without_changing_sentences(seed_text):
+    one = " ".join(seed_text.split("\n"))  # the seed as a single paragraph, about 4.5 KB
+    sentences = split_sentences(one, paragraphs(one)[0])
+    text = " ".join([one.strip()] * 12)  # about 54 KB: many windows
+    windowed = split_sentences(text, paragraphs(text)[0])
+    expected = [one[s.start : s.end] for s in sentences] * 12
+    assert [text[s.start : s.end] for s in windowed] == expected

@@ -331,9 +331,6 @@ def test_unreadable_files_and_folders_are_reported_not_fatal(shared_tmp, embedde
     assert code == 1
 
 
-@pytest.mark.xfail(strict=True, reason="pysbd's abbreviation pass is quadratic in paragraph length: "
-                   "a text file of a few MB without blank lines stalls `qa index` for hours "
-                   "(qa/chunking.py; docs/reliability.md, 'Known gaps')")
 def test_a_long_paragraph_is_split_in_linear_time(embedder):
     import time
 
