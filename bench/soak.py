@@ -101,6 +101,12 @@ def nearest(samples: list[Sample], seconds: float) -> Sample:
     return min(samples, key=lambda s: abs(s.seconds - seconds))
 
 
+def every_30_seconds(samples: list[Sample]) -> list[Sample]:
+    """The sample nearest each half minute, and the last one."""
+    marks = [nearest(samples, t) for t in range(0, int(samples[-1].seconds) + 1, 30)] + [samples[-1]]
+    return [s for i, s in enumerate(marks) if s not in marks[:i]]
+
+
 def report(tally: load.Tally, seconds: float, samples: list[Sample], clients: int, threads: str,
            url: str, every: float) -> tuple[str, float | None]:
     """The markdown summary, and the memory growth from the middle to the end (MiB) if sampled."""
@@ -122,9 +128,8 @@ def report(tally: load.Tally, seconds: float, samples: list[Sample], clients: in
             lines.append(f"| {name} | {s.seconds:.0f} s | {s.requests} | {s.errors} | {mib(s.rss_kib)} |")
         lines += ["", f"Growth start -> end: {(end.rss_kib - start.rss_kib) / 1024:+.1f} MiB; "
                       f"middle -> end: {growth:+.1f} MiB.", "",
-                  "Every 30 s: " + ", ".join(
-                      f"{s.seconds:.0f}s {s.rss_kib / 1024:.0f}"
-                      for s in samples if s is samples[-1] or int(s.seconds) % 30 < every) + " (MiB)"]
+                  "Every 30 s: " + ", ".join(f"{s.seconds:.0f} s {s.rss_kib / 1024:.0f}"
+                                             for s in every_30_seconds(samples)) + " (MiB)"]
     return "\n".join(lines), growth
 
 

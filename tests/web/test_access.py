@@ -22,6 +22,7 @@ from web_support import (
     start_server,
 )
 
+from qa.engine import Engine
 from web.app import DEFAULT_RATE_LIMIT, BadSetting, create_app, rate_limit_setting
 from web.security import bearer_matches, host_name, is_loopback
 from web.server import UsageError, settings
@@ -268,3 +269,45 @@ def test_rate_limit_over_http(token_server, spec):
                         headers={"Content-Type": "application/json"})
     assert status == 401
     assert token_server.get("/api/health")[0] == 200
+
+
+# ---- security headers on every status the app answers ----
+
+
+def check_security_headers(headers) -> None:
+    csp = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert "object-src 'none'" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_security_headers_on_every_status(engine, seed_index):
+    client = create_app(engine, token=TOKEN, rate_limit="3/minute").test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    seen = {}
+    for method, path, kw in [
+        ("GET", "/", {}),
+        ("GET", "/api/health", {"headers": auth}),
+        ("POST", "/api/ask", {"headers": auth, "data": b"x" * 70_000, "content_type": "application/json"}),
+        ("POST", "/api/ask", {"headers": auth, "data": b"{}", "content_type": "text/plain"}),  # 415
+        ("POST", "/api/ask", {"headers": auth, "json": {"question": DELEGATION}}),  # the 3rd: 200
+        ("POST", "/api/ask", {"headers": auth, "json": {"question": DELEGATION}}),  # the 4th: 429
+        ("GET", "/api/health", {}),  # 401
+        ("GET", "/nope", {}),  # 404
+        ("DELETE", "/api/health", {"headers": auth}),  # 405
+    ]:
+        response = client.open(path, method=method, **kw)
+        seen[response.status_code] = True
+        check_security_headers(response.headers)
+        response.close()
+    broken = Engine(seed_index)
+    broken.data = None  # every call raises: a 500
+    response = create_app(broken).test_client().get("/api/health")
+    seen[response.status_code] = True
+    check_security_headers(response.headers)
+    response = create_app(engine).test_client().get("/api/health", headers={"Host": "evil.example"})
+    seen[response.status_code] = True  # 400 untrusted_host
+    check_security_headers(response.headers)
+    assert sorted(seen) == [200, 400, 401, 404, 405, 413, 415, 429, 500]

@@ -25,7 +25,7 @@ SEEDS = ROOT / "seeds"
 SEED_FILE = SEEDS / "000_fdd6fe5acc3e6b5b.txt"
 ARTIFACTS = ROOT / "test-artifacts"
 
-SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy")
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options")
 
 
 def make_index(sources: list[Path], index_dir: Path) -> Path:
