@@ -52,9 +52,11 @@ class Engine:
                  threshold: float = DEFAULT_THRESHOLD) -> None:
         self.index_dir = Path(index_dir)
         manifest = store.read_manifest(self.index_dir)
+        checked = store.verify_files(self.index_dir, manifest)  # refuse damage before the model loads
         name = model or manifest.get("model")
         self.embedder = Embedder(name)
-        self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension)
+        self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension,
+                               verified=checked)
         self.threshold = threshold
 
     def reload(self) -> None:

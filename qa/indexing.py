@@ -19,7 +19,7 @@ from . import store
 from .chunking import ChunkSettings, chunk_text
 from .embedding import Embedder
 from .errors import IndexInvalid, IndexMissing, NoDocuments
-from .sources import Document, SourceFile, find_files, read_document
+from .sources import Document, SourceFile, find_files, read_document, shown
 
 ENCODE_STEP = 512  # texts per progress-bar step
 
@@ -150,7 +150,7 @@ def _reuse_or_read(item: SourceFile, old: dict[str, _Part], report, result: Buil
         document = read_document(item)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        report(f"skipped {item.path}: {reason}")
+        report(f"skipped {shown(item.path)}: {reason}")
         result.skipped.append(item.source)
         return None
     if previous is None:

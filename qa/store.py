@@ -11,12 +11,14 @@ mismatched index is refused with a message that says how to rebuild it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -232,11 +234,18 @@ def _stemmer():
 
 
 def _file_digest(path: Path) -> dict:
+    """SHA-256 and size, read in blocks; a FIFO or device is refused, never waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    size = 0
+    with open(fd, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+            size += len(block)
+    return {"sha256": h.hexdigest(), "bytes": size}
 
 
 def _fsync(path: Path) -> None:
@@ -273,8 +282,27 @@ def manifest_checksum(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def load(index_dir: Path, model_name: str | None = None, dimension: int | None = None) -> IndexData:
-    """Load and verify the current build; any damage or mismatch is an IndexInvalid."""
+def verify_files(index_dir: Path, manifest: dict) -> Path:
+    """Every file the manifest lists is present with its recorded checksum; the build checked."""
+    build = (index_dir / CURRENT).resolve()
+    for name, expected in manifest.get("files", {}).items():
+        path = build / name
+        try:
+            intact = path.is_file() and _file_digest(path) == expected
+        except OSError:
+            intact = False
+        if not intact:
+            raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
+    return build
+
+
+def load(index_dir: Path, model_name: str | None = None, dimension: int | None = None,
+         verified: Path | None = None) -> IndexData:
+    """Load and verify the current build; any damage or mismatch is an IndexInvalid.
+
+    ``verified`` is a build that verify_files already checked: if it is still the
+    current one, its checksums are not computed twice.
+    """
     manifest = read_manifest(index_dir)
     build = (index_dir / CURRENT).resolve()
     if model_name is not None and manifest.get("model") != model_name:
@@ -287,10 +315,8 @@ def load(index_dir: Path, model_name: str | None = None, dimension: int | None =
             f"index at {index_dir} holds {manifest.get('dimension')}-dimensional vectors, the "
             f"model makes {dimension}; {rebuild_hint(index_dir)}"
         )
-    for name, expected in manifest.get("files", {}).items():
-        path = build / name
-        if not path.is_file() or _file_digest(path) != expected:
-            raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
+    if build != verified:
+        verify_files(index_dir, manifest)
     try:
         documents = []
         with open(build / "documents.jsonl", encoding="utf-8") as fh:
