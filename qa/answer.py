@@ -114,11 +114,15 @@ def corroborating(data: IndexData, cands: list[Candidate]) -> list[int]:
         return []
     rows = data.sentence_terms[[cands[0].sentence, *others]]
     weights = data.term_weights
-    answer = set(rows[0].indices.tolist())
+
+    def words_of(i: int) -> set[int]:
+        return set(rows.indices[rows.indptr[i] : rows.indptr[i + 1]].tolist())
+
+    answer = words_of(0)
     answer_weight = float(weights[list(answer)].sum())
     out = []
     for i, sentence in enumerate(others, start=1):
-        words = set(rows[i].indices.tolist())
+        words = words_of(i)
         smaller = min(answer_weight, float(weights[list(words)].sum()))
         shared = float(weights[list(answer & words)].sum())
         if smaller > 0 and shared / smaller >= CORROBORATION_SHARE:

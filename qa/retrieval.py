@@ -74,15 +74,20 @@ def dense_search(data: IndexData, vector: np.ndarray, depth: int) -> tuple[np.nd
 
 
 def lexical_search(data: IndexData, query: Query, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best chunks by BM25 (an inverted index, not a scan); nothing when no word is indexed."""
+    """Best chunks by BM25; nothing when no question word is indexed.
+
+    Scores come from bm25s's inverted index (only the postings of the question's
+    words are touched); its ``retrieve`` is not used because it starts a thread and
+    a progress bar per call, which cost more than the search itself.
+    """
     if data.lexical is None or not len(query.terms):
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    k = min(depth, data.chunk_count)
-    ids, scores = data.lexical.retrieve(
-        [query.terms.tolist()], k=k, show_progress=False, n_threads=1
-    )
-    keep = scores[0] > 0
-    return ids[0][keep].astype(np.int64), scores[0][keep]
+    scores = data.lexical.get_scores_from_ids(query.terms)
+    k = min(depth, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    top = top[scores[top] > 0]
+    return top.astype(np.int64), scores[top]
 
 
 def retrieve(data: IndexData, query: Query, top_k: int) -> list[Passage]:
