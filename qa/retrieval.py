@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import bm25s
 import numpy as np
 
 from .store import IndexData, tokenize
@@ -82,7 +83,12 @@ def lexical_search(data: IndexData, query: Query, depth: int) -> tuple[np.ndarra
     """
     if data.lexical is None or not len(query.terms):
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    scores = data.lexical.get_scores_from_ids(query.terms)
+    return bm25_top(data.lexical, query.terms, depth)
+
+
+def bm25_top(lexical: bm25s.BM25, terms: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The depth best-scoring chunks for these vocabulary ids, best first, score > 0."""
+    scores = lexical.get_scores_from_ids(terms)
     k = min(depth, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
