@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from .errors import QAError
 
+T = TypeVar("T")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BATCH_SIZE = 64
 
@@ -34,12 +37,11 @@ class Embedder:
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or DEFAULT_MODEL
-        self.model = _load(resolve_model(name))
+        self.model = on_model_thread(_load, resolve_model(name))
         dimension = getattr(self.model, "get_embedding_dimension", None)
         self.dimension = int((dimension or self.model.get_sentence_embedding_dimension)())
         self.max_tokens = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
-        self._lock = threading.Lock()
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Word pieces of each text, without the special tokens the model adds."""
@@ -49,17 +51,13 @@ class Embedder:
         return [len(x) for x in ids]
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Unit vectors, one row per text (a model is not safe to run twice at once)."""
+        """Unit vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            vectors = self.model.encode(
-                texts,
-                batch_size=BATCH_SIZE,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=progress,
-            )
+        vectors = on_model_thread(
+            self.model.encode, texts, batch_size=BATCH_SIZE, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=progress,
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -74,11 +72,10 @@ class Embedder:
         """
         if not texts:
             return np.zeros((0, self.dimension), np.float32), []
-        with self._lock:
-            tokens = self.model.encode(
-                texts, batch_size=BATCH_SIZE, output_value="token_embeddings",
-                convert_to_numpy=False, show_progress_bar=False,
-            )
+        tokens = on_model_thread(
+            self.model.encode, texts, batch_size=BATCH_SIZE, output_value="token_embeddings",
+            convert_to_numpy=False, show_progress_bar=False,
+        )
         offsets = self.tokenizer(
             texts, return_offsets_mapping=True, truncation=True, max_length=self.max_tokens,
             verbose=False,
@@ -102,6 +99,32 @@ class Embedder:
 def _unit(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+_MODEL_THREAD: ThreadPoolExecutor | None = None
+
+
+def on_model_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Run a model call on the one thread that loads and runs every model in this process.
+
+    PyTorch's CPU thread pool runs at full speed only for the thread that started it:
+    called from other threads (a web server's workers), encoding a question took twice
+    as long here. Funnelling every call through one thread keeps it fast, and also means
+    a model never runs twice at once.
+    """
+    global _MODEL_THREAD
+    if _MODEL_THREAD is None:
+        _MODEL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-model")
+    return _MODEL_THREAD.submit(fn, *args, **kwargs).result()
+
+
+def _forget_model_thread() -> None:
+    """A forked child has no model thread (threads do not survive fork): start afresh."""
+    global _MODEL_THREAD
+    _MODEL_THREAD = None
+
+
+os.register_at_fork(after_in_child=_forget_model_thread)
 
 
 @lru_cache(maxsize=4)
