@@ -8,6 +8,8 @@ never holds more word pieces than the model reads, so nothing is truncated.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,3 +196,31 @@ def chunk_text(
             end = base + len(para_sents)
             chunks.append(Chunk(para_sents[first].start, para_sents[-1].end, base + first, end))
     return sentences, chunks
+
+
+# Chunking many documents in worker processes: pysbd is pure Python, and before the
+# model starts there is a free core. Workers are forked, so they share the tokenizer.
+PARALLEL_MIN_CHARS = 200_000
+_WORKER_COUNT: TokenCounter | None = None
+_WORKER_SETTINGS: ChunkSettings | None = None
+
+
+def chunk_many(
+    texts: list[str], count: TokenCounter, settings: ChunkSettings
+) -> list[tuple[list[Span], list[Chunk]]]:
+    """chunk_text for every text, in parallel processes when there is enough text."""
+    workers = min(os.cpu_count() or 1, len(texts))
+    if workers < 2 or sum(map(len, texts)) < PARALLEL_MIN_CHARS or "fork" not in mp.get_all_start_methods():
+        return [chunk_text(t, count, settings) for t in texts]
+    global _WORKER_COUNT, _WORKER_SETTINGS
+    _WORKER_COUNT, _WORKER_SETTINGS = count, settings
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            return pool.map(_chunk_in_worker, texts, chunksize=max(1, len(texts) // (workers * 8)))
+    finally:
+        _WORKER_COUNT = _WORKER_SETTINGS = None
+
+
+def _chunk_in_worker(text: str) -> tuple[list[Span], list[Chunk]]:
+    assert _WORKER_COUNT is not None and _WORKER_SETTINGS is not None
+    return chunk_text(text, _WORKER_COUNT, _WORKER_SETTINGS)

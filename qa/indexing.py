@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .chunking import ChunkSettings, chunk_text
+from .chunking import ChunkSettings, chunk_many
 from .embedding import Embedder
 from .errors import IndexInvalid, IndexMissing, NoDocuments
 from .sources import Document, SourceFile, find_files, read_document, shown
@@ -161,8 +161,8 @@ def _reuse_or_read(item: SourceFile, old: dict[str, _Part], report, result: Buil
 
 
 def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSettings, progress: bool) -> None:
-    for part in parts:
-        sentences, chunks = chunk_text(part.document.text, embedder.count_tokens, settings)
+    chunked = chunk_many([p.document.text for p in parts], embedder.count_tokens, settings)
+    for part, (sentences, chunks) in zip(parts, chunked):
         part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
         part.chunks = np.array(
             [(c.start, c.end, c.first_sentence, c.last_sentence) for c in chunks], np.int64
@@ -198,6 +198,8 @@ def _encode(embedder: Embedder, texts: list[str], spans: list[list[tuple[int, in
             for j, part in zip(step, parts):
                 sentences[j] = part
             bar.update(len(step))
+    if not sentences:
+        return chunks, np.zeros((0, embedder.dimension), np.float32)
     return chunks, np.concatenate(sentences).reshape(-1, embedder.dimension)
 
 

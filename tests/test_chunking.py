@@ -71,3 +71,14 @@ def test_long_paragraph_is_read_in_windows_without_changing_sentences(seed_text)
     windowed = split_sentences(text, paragraphs(text)[0])
     expected = [one[s.start : s.end] for s in sentences] * 12
     assert [text[s.start : s.end] for s in windowed] == expected
+
+
+def test_many_documents_chunk_the_same_in_worker_processes(embedder, seed_text):
+    from qa.chunking import PARALLEL_MIN_CHARS, chunk_many, chunk_text
+
+    texts = [f"Document {i}.\n\n{seed_text}" for i in range(PARALLEL_MIN_CHARS // len(seed_text) + 2)]
+    settings = ChunkSettings(limit_tokens=embedder.max_tokens - 2)
+    assert sum(map(len, texts)) >= PARALLEL_MIN_CHARS  # the parallel path is taken
+    assert chunk_many(texts, embedder.count_tokens, settings) == [
+        chunk_text(t, embedder.count_tokens, settings) for t in texts
+    ]
