@@ -66,34 +66,53 @@ class Embedder:
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Vectors of whole texts and of character spans inside them, in one forward pass.
 
-        The text vector is the model's own mean pooling of its token embeddings; a
-        span's vector pools the same (context-aware) token embeddings that fall inside
-        it, so sentence vectors cost no second pass over the text.
+        The text vector is the model's own sentence embedding; a span's vector is the
+        mean of the (context-aware) token embeddings that fall inside it, so sentence
+        vectors cost no second pass. Texts go through the model in batches of similar
+        length, as in ``model.encode``.
         """
-        if not texts:
-            return np.zeros((0, self.dimension), np.float32), []
-        tokens = on_model_thread(
-            self.model.encode, texts, batch_size=BATCH_SIZE, output_value="token_embeddings",
-            convert_to_numpy=False, show_progress_bar=False,
-        )
-        offsets = self.tokenizer(
-            texts, return_offsets_mapping=True, truncation=True, max_length=self.max_tokens,
-            verbose=False,
-        )["offset_mapping"]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         whole = np.zeros((len(texts), self.dimension), np.float32)
-        parts = []
-        for i, (emb, offs, text_spans) in enumerate(zip(tokens, offsets, spans)):
-            emb = emb.float().numpy()
-            whole[i] = emb.mean(0)
-            starts = np.array([a for a, b in offs[: len(emb)]])
-            ends = np.array([b for a, b in offs[: len(emb)]])
-            real = ends > starts
-            vecs = np.zeros((len(text_spans), self.dimension), np.float32)
-            for j, (a, b) in enumerate(text_spans):
-                inside = real & (starts >= a) & (ends <= b)
-                vecs[j] = emb[inside].mean(0) if inside.any() else whole[i]
-            parts.append(_unit(vecs))
-        return _unit(whole), parts
+        parts: list[np.ndarray] = [whole[:0]] * len(texts)
+        for b in range(0, len(order), BATCH_SIZE):
+            batch = order[b : b + BATCH_SIZE]
+            vectors, pooled = on_model_thread(
+                self._forward_pooled, [texts[i] for i in batch], [spans[i] for i in batch]
+            )
+            whole[batch] = vectors
+            for i, rows in zip(batch, pooled):
+                parts[i] = rows
+        return whole, parts
+
+    def _forward_pooled(
+        self, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One batch through the model: text vectors, and span vectors pooled from its tokens."""
+        import torch
+
+        with torch.inference_mode():
+            features = self.model.preprocess(
+                texts, processing_kwargs={"text": {"return_offsets_mapping": True}}
+            )
+            offsets = features.pop("offset_mapping")
+            out = self.model(features)
+            tokens, whole = out["token_embeddings"], out["sentence_embedding"].float()
+            # The model strips each text before it tokenizes, so offsets count from the first
+            # non-space character.
+            shift = [len(t) - len(t.lstrip()) for t in texts]
+            width = max(1, max(map(len, spans)))
+            bounds = torch.zeros((len(texts), width, 2), dtype=offsets.dtype)
+            for i, (text_spans, s) in enumerate(zip(spans, shift)):
+                if text_spans:
+                    bounds[i, : len(text_spans)] = torch.tensor(text_spans) - s
+            starts, ends = offsets[..., 0].unsqueeze(1), offsets[..., 1].unsqueeze(1)
+            real = (ends > starts) & features["attention_mask"].bool().unsqueeze(1)
+            inside = real & (starts >= bounds[..., :1]) & (ends <= bounds[..., 1:])  # (text, span, token)
+            counts = inside.sum(-1, keepdim=True)
+            pooled = torch.bmm(inside.float(), tokens.float()) / counts.clamp(min=1)
+            pooled = torch.where(counts > 0, pooled, whole.unsqueeze(1))
+        pooled = _unit(pooled.reshape(-1, self.dimension).numpy()).reshape(len(texts), width, -1)
+        return _unit(whole.numpy()), [pooled[i, : len(s)] for i, s in enumerate(spans)]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
