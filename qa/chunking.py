@@ -1,7 +1,7 @@
 """Split document text into sentences and pack sentences into chunks.
 
-Sentences come from pysbd (a rule-based segmenter that knows abbreviations such
-as "U.S." and "Feb."). Every sentence and chunk is a character span of the
+Sentences come from syntok (a rule-based segmenter that knows abbreviations such
+as "U.S." and "Feb." and runs in linear time). Every sentence and chunk is a character span of the
 document text, so a quote can always be cut back out of the source. A chunk
 never holds more word pieces than the model reads, so nothing is truncated.
 """
@@ -13,11 +13,9 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
-import pysbd
+from syntok import segmenter
 
-WINDOW = 4000  # characters pysbd reads at once (see split_sentences)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _WORD = re.compile(r"\S+")
 
@@ -51,16 +49,6 @@ class Chunk:
     last_sentence: int  # exclusive
 
 
-# pysbd builds thousands of regular expressions on the fly; Python's regex cache holds
-# 512, so with the default every paragraph recompiles them and chunking runs 3x slower.
-re._MAXCACHE = max(getattr(re, "_MAXCACHE", 512), 8192)
-
-
-@lru_cache(maxsize=1)
-def _segmenter() -> pysbd.Segmenter:
-    return pysbd.Segmenter(language="en", clean=False)
-
-
 def paragraphs(text: str) -> list[Span]:
     """Blank-line separated blocks of text, trimmed of surrounding white space."""
     spans = []
@@ -84,50 +72,25 @@ def _trim(text: str, span: Span) -> Span:
 def split_sentences(text: str, span: Span) -> list[Span]:
     """Sentence spans inside one paragraph, aligned exactly to the text.
 
-    pysbd's time grows with the square of its input, so a long paragraph is read
-    in windows of WINDOW characters: all sentences of a window but the last (which
-    may run on past it) are kept, and the next window starts at that last sentence.
+    syntok finds where each sentence starts (its tokens carry their offsets); a
+    sentence runs to the next one's start, less the white space between them, so
+    every character of the paragraph belongs to exactly one sentence. A semicolon
+    joins clauses of one sentence, so a split after one is undone.
     """
-    out: list[Span] = []
-    start = span.start
-    while True:
-        end = span.end
-        if end - start > WINDOW:
-            cut = text.rfind(" ", start + WINDOW // 2, start + WINDOW)
-            end = cut if cut > start else start + WINDOW
-        pieces = _segment(text, Span(start, end))
-        if end == span.end or not pieces:
-            return out + pieces
-        if len(pieces) > 1:
-            pieces = pieces[:-1]
-        out.extend(pieces)
-        start = pieces[-1].end
-        while start < span.end and text[start].isspace():
-            start += 1
-        if start >= span.end:
-            return out
-
-
-def _segment(text: str, span: Span) -> list[Span]:
-    """pysbd's sentences of one stretch of text, aligned exactly to the text."""
     block = text[span.start : span.end]
-    out = []
-    cursor = 0
-    for sentence in _segmenter().segment(block):
-        piece = sentence.strip()
-        if not piece:
+    starts = [next(iter(sentence)).offset for para in segmenter.analyze(block) for sentence in para]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    ends = [*starts[1:], len(block)]
+    out: list[Span] = []
+    for a, b in zip(starts, ends):
+        sentence = _trim(text, Span(span.start + a, span.start + b))
+        if sentence.end <= sentence.start:
             continue
-        found = block.find(piece, cursor)
-        if found < 0:  # the segmenter changed the text; fall back to the rest of the block
-            found = cursor
-            piece = block[cursor:].strip()
-            if not piece:
-                break
-        out.append(Span(span.start + found, span.start + found + len(piece)))
-        cursor = found + len(piece)
-    if cursor < len(block) and block[cursor:].strip():
-        rest = _trim(text, Span(span.start + cursor, span.end))
-        out.append(rest)
+        if out and text[out[-1].end - 1] == ";":  # syntok may end a sentence at a semicolon
+            out[-1] = Span(out[-1].start, sentence.end)
+        else:
+            out.append(sentence)
     return out
 
 
@@ -198,7 +161,7 @@ def chunk_text(
     return sentences, chunks
 
 
-# Chunking many documents in worker processes: pysbd is pure Python, and before the
+# Chunking many documents in worker processes: syntok is pure Python, and before the
 # model starts there is a free core. Workers are forked, so they share the tokenizer.
 PARALLEL_MIN_CHARS = 200_000
 _WORKER_COUNT: TokenCounter | None = None

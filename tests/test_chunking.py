@@ -64,13 +64,30 @@ def test_blank_lines_separate_paragraphs_and_chunks(embedder):
     ]
 
 
-def test_long_paragraph_is_read_in_windows_without_changing_sentences(seed_text):
+def test_a_long_paragraph_splits_like_its_parts(seed_text):
     one = " ".join(seed_text.split("\n"))  # the seed as a single paragraph, about 4.5 KB
     sentences = split_sentences(one, paragraphs(one)[0])
-    text = " ".join([one.strip()] * 12)  # about 54 KB: many windows
-    windowed = split_sentences(text, paragraphs(text)[0])
+    text = " ".join([one.strip()] * 12)  # about 54 KB
+    long = split_sentences(text, paragraphs(text)[0])
     expected = [one[s.start : s.end] for s in sentences] * 12
-    assert [text[s.start : s.end] for s in windowed] == expected
+    assert [text[s.start : s.end] for s in long] == expected
+
+
+def test_a_semicolon_does_not_end_a_sentence():
+    text = "They met in Istanbul; Russia offered flights. Then it ended. Items: A; B; C."
+    assert [text[s.start : s.end] for s in split_sentences(text, paragraphs(text)[0])] == [
+        "They met in Istanbul; Russia offered flights.",
+        "Then it ended.",
+        "Items: A; B; C.",
+    ]
+
+
+def test_every_character_of_a_paragraph_is_in_one_sentence():
+    text = 'Dr. Smith said "Hi." Then he left!  (See Fig. 3.) Ünïcödé ☃ 𝄞 ok… a.b.c. Done?'
+    sentences = split_sentences(text, paragraphs(text)[0])
+    assert sentences[0].start == 0 and sentences[-1].end == len(text)
+    assert all(text[a.end : b.start].isspace() for a, b in zip(sentences, sentences[1:]))
+    assert "Dr. Smith" in text[sentences[0].start : sentences[0].end]
 
 
 def test_many_documents_chunk_the_same_in_worker_processes(embedder, seed_text):
