@@ -109,22 +109,14 @@ def read(data: IndexData, passages: list[Passage], threshold: float) -> Reading:
 
 def corroborating(data: IndexData, cands: list[Candidate]) -> list[int]:
     """Other candidate sentences that say what the answer says, in rank order."""
-    others = [c.sentence for c in cands[1:]]
-    if not others:
+    sentences = np.array([c.sentence for c in cands], np.int64)
+    if len(sentences) < 2:
         return []
-    rows = data.sentence_terms[[cands[0].sentence, *others]]
-    weights = data.term_weights
-
-    def words_of(i: int) -> set[int]:
-        return set(rows.indices[rows.indptr[i] : rows.indptr[i + 1]].tolist())
-
-    answer = words_of(0)
-    answer_weight = float(weights[list(answer)].sum())
-    out = []
-    for i, sentence in enumerate(others, start=1):
-        words = words_of(i)
-        smaller = min(answer_weight, float(weights[list(words)].sum()))
-        shared = float(weights[list(answer & words)].sum())
-        if smaller > 0 and shared / smaller >= CORROBORATION_SHARE:
-            out.append(sentence)
-    return out
+    owner, words = data.sentence_words(sentences)
+    weight = data.term_weights[words]
+    total = np.bincount(owner, weight, len(sentences))
+    in_answer = np.isin(words, words[owner == 0])
+    shared = np.bincount(owner[in_answer], weight[in_answer], len(sentences))
+    smaller = np.minimum(total, total[0])
+    agree = (smaller > 0) & (shared >= CORROBORATION_SHARE * smaller)
+    return sentences[1:][agree[1:]].tolist()

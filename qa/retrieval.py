@@ -108,11 +108,12 @@ def retrieve(data: IndexData, query: Query, top_k: int) -> list[Passage]:
     starts = np.cumsum(lengths) - lengths  # where each candidate's sentences begin below
     sentences = np.arange(int(lengths.sum())) - np.repeat(starts - first, lengths)
     cosine = data.sentence_vectors[sentences] @ query.vector
+    overlap = np.zeros(len(sentences))
     if len(query.terms):
-        present = data.sentence_terms[sentences][:, query.terms]
-        overlap = np.asarray(present @ query.weights).ravel() / query.total_weight
-    else:
-        overlap = np.zeros(len(sentences))
+        owner, words = data.sentence_words(sentences)
+        at = np.minimum(np.searchsorted(query.terms, words), len(query.terms) - 1)
+        hit = query.terms[at] == words
+        overlap = np.bincount(owner[hit], query.weights[at[hit]], len(sentences)) / query.total_weight
     lexical = np.zeros(len(cands))
     position = {c: i for i, c in enumerate(cands.tolist())}
     for cid, value in zip(l_ids.tolist(), l_scores.tolist()):

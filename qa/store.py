@@ -84,6 +84,19 @@ class IndexData:
     def document(self, source: str) -> Document | None:
         return self._by_source.get(source)
 
+    def sentence_words(self, sentences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The vocabulary ids these sentences hold, as (position in sentences, word id) pairs.
+
+        Gathered straight from the CSR arrays: scipy's row indexing builds a new matrix
+        per call and cost more than the rest of a question's scoring.
+        """
+        m = self.sentence_terms
+        starts, ends = m.indptr[sentences], m.indptr[np.asarray(sentences) + 1]
+        lengths = ends - starts
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        at = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        return owner, m.indices[at]
+
 
 def rebuild_hint(index_dir: Path) -> str:
     return f"rebuild it with: qa index SOURCES --index {index_dir} --rebuild"
