@@ -50,16 +50,9 @@ class Embedder:
         ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Unit vectors, one row per text."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = on_model_thread(
-            self.model.encode, texts, batch_size=BATCH_SIZE, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors, one row per text (the model's sentence embeddings)."""
+        return self.encode_with_spans(texts, [[] for _ in texts])[0]
 
     def encode_with_spans(
         self, texts: list[str], spans: list[list[tuple[int, int]]]
@@ -69,7 +62,8 @@ class Embedder:
         The text vector is the model's own sentence embedding; a span's vector is the
         mean of the (context-aware) token embeddings that fall inside it, so sentence
         vectors cost no second pass. Texts go through the model in batches of similar
-        length, as in ``model.encode``.
+        length, as in ``model.encode``, but without its per-call bookkeeping (about
+        1 ms, a sixth of encoding one question here).
         """
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         whole = np.zeros((len(texts), self.dimension), np.float32)
@@ -77,30 +71,33 @@ class Embedder:
         for b in range(0, len(order), BATCH_SIZE):
             batch = order[b : b + BATCH_SIZE]
             vectors, pooled = on_model_thread(
-                self._forward_pooled, [texts[i] for i in batch], [spans[i] for i in batch]
+                self._forward, [texts[i] for i in batch], [spans[i] for i in batch]
             )
             whole[batch] = vectors
             for i, rows in zip(batch, pooled):
                 parts[i] = rows
         return whole, parts
 
-    def _forward_pooled(
+    def _forward(
         self, texts: list[str], spans: list[list[tuple[int, int]]]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One batch through the model: text vectors, and span vectors pooled from its tokens."""
         import torch
 
+        width = max(map(len, spans))
         with torch.inference_mode():
             features = self.model.preprocess(
-                texts, processing_kwargs={"text": {"return_offsets_mapping": True}}
+                texts, processing_kwargs={"text": {"return_offsets_mapping": bool(width)}}
             )
-            offsets = features.pop("offset_mapping")
+            offsets = features.pop("offset_mapping", None)
             out = self.model(features)
-            tokens, whole = out["token_embeddings"], out["sentence_embedding"].float()
+            whole = out["sentence_embedding"].float()
+            if not width:
+                return _unit(whole.numpy()), [np.zeros((0, self.dimension), np.float32)] * len(texts)
+            tokens = out["token_embeddings"].float()
             # The model strips each text before it tokenizes, so offsets count from the first
             # non-space character.
             shift = [len(t) - len(t.lstrip()) for t in texts]
-            width = max(1, max(map(len, spans)))
             bounds = torch.zeros((len(texts), width, 2), dtype=offsets.dtype)
             for i, (text_spans, s) in enumerate(zip(spans, shift)):
                 if text_spans:
@@ -109,7 +106,7 @@ class Embedder:
             real = (ends > starts) & features["attention_mask"].bool().unsqueeze(1)
             inside = real & (starts >= bounds[..., :1]) & (ends <= bounds[..., 1:])  # (text, span, token)
             counts = inside.sum(-1, keepdim=True)
-            pooled = torch.bmm(inside.float(), tokens.float()) / counts.clamp(min=1)
+            pooled = torch.bmm(inside.float(), tokens) / counts.clamp(min=1)
             pooled = torch.where(counts > 0, pooled, whole.unsqueeze(1))
         pooled = _unit(pooled.reshape(-1, self.dimension).numpy()).reshape(len(texts), width, -1)
         return _unit(whole.numpy()), [pooled[i, : len(s)] for i, s in enumerate(spans)]
