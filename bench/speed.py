@@ -170,9 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(index)
         for q in asked[:20]:
             engine.ask(q)
+        def floor_query(q: str) -> None:
+            data.dense.search(encode_floor(embedder, q), DEPTH)
+
         ms = interleaved({
             "engine": engine.ask,
-            "floor": lambda q: data.dense.search(encode_floor(embedder, q), DEPTH),
+            "floor": floor_query,
             "bare": lambda q: data.dense.search(embedder.encode([q]), DEPTH),
         }, asked)
         engine_ms, floor_ms, bare_ms = ms["engine"], ms["floor"], ms["bare"]
@@ -192,14 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         ask_http(asked[0])
         cold = time.perf_counter() - t0
         try:
-            ms = interleaved({
-                "http": ask_http,
-                "floor": lambda q: data.dense.search(encode_floor(embedder, q), DEPTH),
-            }, asked)
-            http_ms, floor_ms = ms["http"], ms["floor"]
+            # Not interleaved: the server is another process, and PyTorch's threads keep
+            # spinning for a while after each call, so taking turns would slow both sides.
+            # The floor is timed again after, and the two floors averaged.
+            http_ms = timed(ask_http, asked)
+            floor_p50 = (pct(floor_ms, 50) + pct(timed(floor_query, asked), 50)) / 2
             rows["http"] = (f"| query, `POST /api/ask` | p50 {pct(http_ms, 50):.1f} ms, p95 "
-                            f"{pct(http_ms, 95):.1f} ms | p50 {pct(floor_ms, 50):.1f} ms | "
-                            f"**{pct(http_ms, 50) / pct(floor_ms, 50):.2f}x** floor (p50) |")
+                            f"{pct(http_ms, 95):.1f} ms | p50 {floor_p50:.1f} ms | "
+                            f"**{pct(http_ms, 50) / floor_p50:.2f}x** floor (p50) |")
             for clients in (1, 4, 16):
                 tally, seconds = load.run(url, clients, 25 * clients + 100, None, 60)
                 lat = sorted(tally.latencies_ms)
