@@ -7,7 +7,9 @@ unchanged, so the answer JSON is defined here and only here.
 from __future__ import annotations
 
 import bisect
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import store
@@ -15,6 +17,7 @@ from .answer import DEFAULT_THRESHOLD, Reading, read
 from .conversation import MAX_CHARS, contextualize, validate_history
 from .embedding import Embedder
 from .errors import QAError
+from .onnx_questions import question_encoder
 from .retrieval import make_query, retrieve
 
 DEFAULT_TOP_K = 5
@@ -49,7 +52,8 @@ class Engine:
     """A model and an index, loaded once; ``ask`` is safe to call from many threads."""
 
     def __init__(self, index_dir: Path, model: str | None = None,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 threshold: float = DEFAULT_THRESHOLD,
+                 report: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
         self.index_dir = Path(index_dir)
         manifest = store.read_manifest(self.index_dir)
         checked = store.verify_files(self.index_dir, manifest)  # refuse damage before the model loads
@@ -58,6 +62,7 @@ class Engine:
         self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension,
                                verified=checked)
         self.threshold = threshold
+        self.encode_question, self.question_runtime = question_encoder(self.embedder, report)
 
     def reload(self) -> None:
         """Swap in the index's current build (after a rebuild) without a restart."""
@@ -92,7 +97,7 @@ class Engine:
         passages = []
         reading = None
         if data.chunk_count and store.tokenize([query])[0]:
-            vector = self.embedder.encode([query])[0]
+            vector = self.encode_question([query])[0]
             passages = retrieve(data, make_query(data, query, vector), max(k, 5))
             reading = read(data, passages, self.threshold)
         result = {
