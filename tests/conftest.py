@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Exported models go to a fresh cache per test session (servers started by tests inherit it).
 os.environ["QA_CACHE"] = tempfile.mkdtemp(prefix="qa-test-cache-")
+atexit.register(shutil.rmtree, os.environ["QA_CACHE"], ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
