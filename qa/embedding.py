@@ -93,7 +93,7 @@ class Embedder:
             out = self.model(features)
             whole = out["sentence_embedding"].float()
             if not width:
-                return _unit(whole.numpy()), [np.zeros((0, self.dimension), np.float32)] * len(texts)
+                return unit_rows(whole.numpy()), [np.zeros((0, self.dimension), np.float32)] * len(texts)
             tokens = out["token_embeddings"].float()
             # The model strips each text before it tokenizes, so offsets count from the first
             # non-space character.
@@ -108,11 +108,12 @@ class Embedder:
             counts = inside.sum(-1, keepdim=True)
             pooled = torch.bmm(inside.float(), tokens) / counts.clamp(min=1)
             pooled = torch.where(counts > 0, pooled, whole.unsqueeze(1))
-        pooled = _unit(pooled.reshape(-1, self.dimension).numpy()).reshape(len(texts), width, -1)
-        return _unit(whole.numpy()), [pooled[i, : len(s)] for i, s in enumerate(spans)]
+        pooled = unit_rows(pooled.reshape(-1, self.dimension).numpy()).reshape(len(texts), width, -1)
+        return unit_rows(whole.numpy()), [pooled[i, : len(s)] for i, s in enumerate(spans)]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero), as contiguous float32."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import Embedder, on_model_thread, resolve_model
+from .embedding import Embedder, on_model_thread, resolve_model, unit_rows
 
 PROBES = [
     "Who led the U.S. delegation?",
@@ -140,9 +140,7 @@ def _encoder(embedder: Embedder, session) -> Encoder:
         features = embedder.model.preprocess(texts)
         if sorted(wanted) != sorted(_input_names(features)):
             raise ValueError("the exported model takes other inputs than the tokenizer gives")
-        vectors = session.run(None, {k: features[k].numpy() for k in wanted})[0]
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+        return unit_rows(session.run(None, {k: features[k].numpy() for k in wanted})[0])
 
     def encode(texts: list[str]) -> np.ndarray:
         if not texts:
