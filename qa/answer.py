@@ -77,9 +77,10 @@ def candidates(passages: list[Passage]) -> list[Candidate]:
 
 
 def score(data: IndexData, cands: list[Candidate]) -> list[Candidate]:
-    lengths = data.spans["sent_end"] - data.spans["sent_start"]
-    for c in cands:
-        c.features[4] = lengths[c.sentence] / 200.0
+    ids = np.array([c.sentence for c in cands], np.int64)
+    lengths = data.spans["sent_end"][ids] - data.spans["sent_start"][ids]  # the candidates' only
+    for c, length in zip(cands, lengths.tolist()):
+        c.features[4] = length / 200.0
         c.score = float(c.features @ SENTENCE_WEIGHTS)
     return sorted(cands, key=lambda c: -c.score)
 
