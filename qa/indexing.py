@@ -21,8 +21,6 @@ from .embedding import Embedder
 from .errors import IndexInvalid, IndexMissing, NoDocuments
 from .sources import Document, SourceFile, find_files, read_document, shown
 
-ENCODE_STEP = 512  # texts per progress-bar step
-
 
 @dataclass
 class BuildReport:
@@ -182,22 +180,10 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
 
 def _encode(embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]],
             progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Chunk vectors and their sentences' vectors, in steps so a progress bar can move.
-
-    Texts go to the model longest first, so every batch holds texts of about the same
-    length (as one big ``model.encode`` call would) and little time goes on padding.
-    """
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    chunks = np.zeros((len(texts), embedder.dimension), np.float32)
-    sentences: list[np.ndarray] = [np.zeros((0, embedder.dimension), np.float32)] * len(texts)
+    """Chunk vectors and their sentences' vectors, all in one call (the embedder batches
+    the whole build by length), with a progress bar on a terminal."""
     with tqdm(total=len(texts), unit="chunk", desc="embedding", disable=not progress) as bar:
-        for i in range(0, len(order), ENCODE_STEP):
-            step = order[i : i + ENCODE_STEP]
-            whole, parts = embedder.encode_with_spans([texts[j] for j in step], [spans[j] for j in step])
-            chunks[step] = whole
-            for j, part in zip(step, parts):
-                sentences[j] = part
-            bar.update(len(step))
+        chunks, sentences = embedder.encode_with_spans(texts, spans, done=bar.update)
     if not sentences:
         return chunks, np.zeros((0, embedder.dimension), np.float32)
     return chunks, np.concatenate(sentences).reshape(-1, embedder.dimension)

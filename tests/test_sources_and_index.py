@@ -104,7 +104,7 @@ def test_incremental_reindex_embeds_only_changes(corpus, tmp_path, embedder, mon
     encoded: list[str] = []
     original = embedder.encode_with_spans
     monkeypatch.setattr(embedder, "encode_with_spans",
-                        lambda texts, spans: encoded.extend(texts) or original(texts, spans))
+                        lambda texts, spans, **kw: encoded.extend(texts) or original(texts, spans, **kw))
     report = build_index([corpus], idx, embedder, report=lambda _: None)
     assert (report.added, report.changed, report.removed, report.unchanged) == (1, 1, 1, 2)
     assert all("Varnholm" not in t and "Pier 4" not in t for t in encoded)  # unchanged: not re-embedded
