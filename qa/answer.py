@@ -1,4 +1,4 @@
-"""The reader: pick the sentence that answers the question from retrieved passages.
+"""The sentence reader: pick the sentence that answers the question from retrieved passages.
 
 Every sentence of the best passages is scored from evidence the retriever
 already computed: its cosine similarity to the question, the share of the
@@ -41,6 +41,7 @@ CORROBORATION_SHARE = 0.3
 @dataclass
 class Candidate:
     sentence: int
+    chunk: int  # the retrieved chunk it was read in
     features: np.ndarray
     score: float
 
@@ -54,6 +55,7 @@ class Reading:
     confidence: float
     evidence: np.ndarray | None = None  # the confidence model's inputs, for fitting
     corroborating: list[int] = field(default_factory=list)
+    short: tuple[int, int] | None = None  # the short answer: characters of the best sentence's document
 
 
 def candidates(passages: list[Passage]) -> list[Candidate]:
@@ -72,7 +74,7 @@ def candidates(passages: list[Passage]) -> list[Candidate]:
                 cos[j], p.sentence_overlap[j], p.score - top, 1.0 / (rank + 1),
                 0.0, max(neighbours, default=0.0),
             ])
-            out.append(Candidate(sentence, features, 0.0))
+            out.append(Candidate(sentence, p.chunk, features, 0.0))
     return out
 
 
@@ -93,6 +95,16 @@ def evidence_of(cands: list[Candidate]) -> np.ndarray:
 def confidence_of(evidence: np.ndarray) -> float:
     z = float(evidence @ CONFIDENCE_WEIGHTS)
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+class SentenceReader:
+    """Reads no further than the sentence: cheap, and the fallback when the span reader is absent."""
+
+    name = "sentence"
+    default_threshold = DEFAULT_THRESHOLD
+
+    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float) -> Reading:
+        return read(data, passages, threshold)
 
 
 def read(data: IndexData, passages: list[Passage], threshold: float) -> Reading:

@@ -15,6 +15,9 @@ from pathlib import Path
 from . import store
 from .answer import DEFAULT_THRESHOLD
 from .errors import QAError
+from .readers import READERS
+from .span_reader import DEFAULT_THRESHOLD as SPAN_THRESHOLD
+from .train_reader import Settings
 
 DEFAULT_INDEX = Path("index")
 
@@ -61,13 +64,17 @@ def _engine(args: argparse.Namespace):
     from .engine import Engine
 
     ensure_index(args.index, args.model)
-    return Engine(args.index, args.model, args.threshold)
+    return Engine(args.index, args.model, args.threshold, args.reader, args.reader_dir)
 
 
-def format_answer(result: dict) -> str:
-    """Human-readable answer: the quote with markers, then each source as path:line."""
+def format_answer(result: dict, bold: bool = False) -> str:
+    """Human-readable answer: the short answer (bold on a terminal), the quote with
+    markers, then each source as path:line."""
     lines = []
     if result["answerable"]:
+        short = result.get("short_answer")
+        if short:
+            lines.append(f"\033[1m{short['text']}\033[0m" if bold else short["text"])
         markers = "".join(f"[{c['n']}]" for c in result["citations"])
         lines.append(f"{result['answer']} {markers}")
         lines.append(f"(confidence {result['confidence']:.2f})")
@@ -112,7 +119,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
     else:
-        print(format_answer(add_lines(result, engine)))
+        print(format_answer(add_lines(result, engine), sys.stdout.isatty()))
     return 0
 
 
@@ -136,32 +143,50 @@ def cmd_chat(args: argparse.Namespace) -> int:
         except QAError as exc:
             _say(f"error: {exc}")
             continue
-        print(format_answer(add_lines(result, engine)))
+        print(format_answer(add_lines(result, engine), sys.stdout.isatty()))
         print()
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": result["answer"]}]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import calibration, evaluate
+    from .evaluation import calibration, evaluate, fit_confidence, threshold_sweep
 
+    readers = READERS if args.reader == "both" else (args.reader,)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         index_dir = args.index or work / "index"
-        figures, records = evaluate(Path(args.dataset), work, index_dir, args.model, args.threshold)
-    if args.fit:
-        from .evaluation import fit_confidence
-
-        weights = fit_confidence(records)
+        results = evaluate(Path(args.dataset), work, index_dir, args.model, args.threshold, readers,
+                           args.reader_dir)
+    if args.fit and "sentence" in results:
+        weights = fit_confidence(results["sentence"][1])
         print("CONFIDENCE_WEIGHTS = np.array([" + ", ".join(f"{w:.4f}" for w in weights) + "])")
     if args.json:
-        print(json.dumps({k: v for k, v in figures.items() if k != "questions"}))
+        print(json.dumps({name: {k: v for k, v in figures.items() if k != "questions"}
+                          for name, (figures, _) in results.items()}))
         return 0
-    for key, value in figures.items():
-        print(f"{key:30s} {value}")
-    print("\ncalibration (answers given: confidence bin, count, mean confidence, share right)")
-    for name, n, conf, right in calibration(records):
-        print(f"  {name}  {n:5d}  {conf:.2f}  {right:.2f}")
+    names = list(results)
+    print(f"{'reader':30s} " + " ".join(f"{n:>10s}" for n in names))
+    for key in next(iter(results.values()))[0]:
+        print(f"{key:30s} " + " ".join(f"{results[n][0][key]!s:>10s}" for n in names))
+    for name, (_, records) in results.items():
+        print(f"\n{name} reader, reliability (all questions: confidence bin, count, mean confidence, "
+              "share whose best guess is right)")
+        for bin_name, n, conf, right in calibration(records):
+            print(f"  {bin_name}  {n:5d}  {conf:.2f}  {right:.2f}")
+        print(f"{name} reader, thresholds (threshold, answered when answerable, abstained when unanswerable)")
+        for t, answered, abstained in threshold_sweep(records):
+            print(f"  {t:.2f}  {answered:.3f}  {abstained:.3f}")
+    return 0
+
+
+def cmd_train_reader(args: argparse.Namespace) -> int:
+    from .train_reader import Settings, train
+
+    settings = Settings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        seed=args.seed, held_out_articles=args.held_out_articles,
+                        limit_questions=args.limit_questions)
+    train(Path(args.dataset), Path(args.out), settings, base=args.model)
     return 0
 
 
@@ -186,10 +211,18 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=None,
                        help="sentence-transformers model folder or name (default: all-MiniLM-L6-v2)")
 
-    def reader(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--threshold", type=_unit, default=DEFAULT_THRESHOLD,
-                       help=f"abstain below this confidence (default {DEFAULT_THRESHOLD})")
-        p.add_argument("--top-k", type=_top_k, default=5, help="passages to return (1-20, default 5)")
+    def reader(p: argparse.ArgumentParser, top_k: bool = True) -> None:
+        p.add_argument("--reader", choices=READERS, default="span",
+                       help="span: the trained model that finds the short answer (default); "
+                            "sentence: the sentence picker it replaces")
+        p.add_argument("--threshold", type=_unit, default=None,
+                       help=f"abstain below this confidence (default: the reader's own, "
+                            f"{SPAN_THRESHOLD} for span, {DEFAULT_THRESHOLD} for sentence)")
+        p.add_argument("--reader-dir", type=Path, default=None,
+                       help="a reader exported by 'qa train-reader' (its reader/ folder; "
+                            "default: the one shipped with qa)")
+        if top_k:
+            p.add_argument("--top-k", type=_top_k, default=5, help="passages to return (1-20, default 5)")
 
     p = sub.add_parser("index", help="index documents (folders or files)")
     p.add_argument("sources", nargs="*", help="folders or files (default: seeds)")
@@ -215,16 +248,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="keep the article files here (default: a temporary folder)")
     p.add_argument("--fit", action="store_true",
                    help="also fit the reader's confidence model on this data and print it")
-    p.add_argument("--threshold", type=_unit, default=None, help="abstention threshold to evaluate")
+    p.add_argument("--threshold", type=_unit, default=None,
+                   help="abstention threshold to evaluate (default: each reader's own)")
+    p.add_argument("--reader", choices=(*READERS, "both"), default="both",
+                   help="which reader to measure (default: both, side by side)")
+    p.add_argument("--reader-dir", type=Path, default=None, help="span reader folder (default: shipped)")
     common(p, index_default=None)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-reader", help="train the span reader on a SQuAD 1.1 file (resumes in --out)")
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True, help="folder for checkpoints, the log and the exported reader")
+    p.add_argument("--epochs", type=_bounded(float, 0.0001, 100.0), default=Settings.epochs,
+                   help=f"passes over the training examples (default {Settings.epochs})")
+    p.add_argument("--batch-size", type=_bounded(int, 1, 1024), default=Settings.batch_size)
+    p.add_argument("--learning-rate", type=_bounded(float, 1e-7, 1.0), default=Settings.learning_rate)
+    p.add_argument("--seed", type=int, default=Settings.seed)
+    p.add_argument("--held-out-articles", type=_bounded(int, 1, 1000), default=Settings.held_out_articles,
+                   help="whole articles kept apart for validation and calibration")
+    p.add_argument("--limit-questions", type=_bounded(int, 1, 10**7), default=None,
+                   help="train on the first N questions only (a quick check)")
+    p.add_argument("--model", default=None, help="encoder to start from (default: all-MiniLM-L6-v2)")
+    p.set_defaults(func=cmd_train_reader)
 
     p = sub.add_parser("serve", help="serve the JSON API and chat page")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=8)
     common(p)
-    p.add_argument("--threshold", type=_unit, default=DEFAULT_THRESHOLD)
+    reader(p, top_k=False)
     p.add_argument("--token", default=None,
                    help="require 'Authorization: Bearer TOKEN' on /api/* (default: $QA_TOKEN; "
                         "needed on any host but loopback)")

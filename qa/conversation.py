@@ -59,4 +59,5 @@ def contextualize(question: str, history: list[dict[str, str]]) -> str:
     last_user = next((t["content"] for t in reversed(history) if t["role"] == "user"), "")
     last_answer = next((t["content"] for t in reversed(history) if t["role"] == "assistant"), "")
     context = " ".join(x.strip() for x in (last_user, last_answer) if x.strip())
-    return f"{context} {question}".strip() if context else question
+    # The question leads: a reader that clips a long query keeps what is being asked.
+    return f"{question} {context}".strip() if context else question

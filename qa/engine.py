@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import store
-from .answer import DEFAULT_THRESHOLD, Reading, read
+from .answer import Reading
 from .conversation import MAX_CHARS, contextualize, validate_history
 from .embedding import Embedder
 from .errors import QAError
 from .onnx_questions import question_encoder
+from .readers import load_reader
 from .retrieval import make_query, retrieve
 
 DEFAULT_TOP_K = 5
@@ -52,7 +53,7 @@ class Engine:
     """A model and an index, loaded once; ``ask`` is safe to call from many threads."""
 
     def __init__(self, index_dir: Path, model: str | None = None,
-                 threshold: float = DEFAULT_THRESHOLD,
+                 threshold: float | None = None, reader: str = "span", reader_dir: Path | None = None,
                  report: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
         self.index_dir = Path(index_dir)
         manifest = store.read_manifest(self.index_dir)
@@ -61,7 +62,8 @@ class Engine:
         self.embedder = Embedder(name)
         self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension,
                                verified=checked)
-        self.threshold = threshold
+        self.reader = load_reader(reader, reader_dir, report)
+        self.threshold = self.reader.default_threshold if threshold is None else threshold
         self.encode_question, self.question_runtime = question_encoder(self.embedder, report)
 
     def reload(self) -> None:
@@ -71,7 +73,7 @@ class Engine:
     def health(self) -> dict:
         data = self.data
         return {"status": "ok", "documents": len(data.documents), "chunks": data.chunk_count,
-                "model": self.embedder.name}
+                "model": self.embedder.name, "reader": self.reader.name}
 
     def source_text(self, source: str) -> str | None:
         """Stored text of an indexed document, or None: nothing outside the index is read."""
@@ -99,12 +101,13 @@ class Engine:
         if data.chunk_count and store.tokenize([query])[0]:
             vector = self.encode_question([query])[0]
             passages = retrieve(data, make_query(data, query, vector), max(k, 5))
-            reading = read(data, passages, self.threshold)
+            reading = self.reader.read(data, passages, query, self.threshold)
         result = {
             "question": question,
             "answer": "",
             "answerable": False,
             "confidence": round(reading.confidence, 4) if reading else 0.0,
+            "short_answer": None,
             "citations": [],
             "passages": [self._passage(data, p.chunk, p.score) for p in passages[:k]],
         }
@@ -116,6 +119,11 @@ class Engine:
                 dict(self._citation(data, s, i + 2), corroborates=1)
                 for i, s in enumerate(reading.corroborating)
             ]
+            if reading.short is not None:
+                doc = data.documents[int(data.spans["sent_doc"][reading.answer])]
+                start, end = reading.short
+                result["short_answer"] = {"text": doc.text[start:end], "source": doc.source,
+                                          "start": start, "end": end}
         result["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return result, reading
 

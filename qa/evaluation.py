@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import json
 import re
-import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .answer import DEFAULT_THRESHOLD
 from .embedding import Embedder
 from .engine import Engine
 from .errors import QAError
 from .indexing import build_index
+from .metrics import exact_match, f1, normalize
+from .readers import READERS
 
-CALIBRATION_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
+CALIBRATION_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
+SWEEP = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 @dataclass
@@ -65,13 +66,6 @@ def load_squad(path: Path, out_dir: Path) -> list[Question]:
     return questions
 
 
-def normalize(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, articles or extra space."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
 def covers(item: dict, q: Question) -> bool:
     return item["source"] == q.source and any(
         item["start"] <= s and e <= item["end"] for s, e, _ in q.gold
@@ -79,42 +73,75 @@ def covers(item: dict, q: Question) -> bool:
 
 
 def evaluate(dataset: Path, work_dir: Path, index_dir: Path, model: str | None = None,
-             threshold: float | None = None) -> tuple[dict, list[dict]]:
-    """Run every question; return the summary figures and one record per question."""
+             threshold: float | None = None,
+             readers: tuple[str, ...] = READERS,
+             reader_dir: Path | None = None) -> dict[str, tuple[dict, list[dict]]]:
+    """Run every question through each reader over one index: per reader, the summary
+    figures and one record per question."""
     corpus = work_dir / "corpus"
     questions = load_squad(dataset, corpus)
     embedder = Embedder(model)
     build_index([corpus], index_dir, embedder, report=lambda _: None, progress=False)
-    engine = Engine(index_dir, model, DEFAULT_THRESHOLD if threshold is None else threshold)
     files = {p.name: p.read_text(encoding="utf-8") for p in corpus.iterdir()}
-    records = []
-    for q in questions:
-        t0 = time.perf_counter()
-        result, reading = engine.answer(q.text, top_k=5)
-        ms = (time.perf_counter() - t0) * 1000
-        best = engine.data.sentence_text(reading.best) if reading and reading.best is not None else ""
-        quotes = result["citations"] + result["passages"]
-        records.append({
-            "question": q.text,
-            "answerable": bool(q.gold),
-            "answered": result["answerable"],
-            "confidence": result["confidence"],
-            "answer": result["answer"],
-            "r1": bool(q.gold) and any(covers(p, q) for p in result["passages"][:1]),
-            "r5": bool(q.gold) and any(covers(p, q) for p in result["passages"][:5]),
-            "contains": bool(q.gold) and result["answerable"] and any(
-                normalize(g) in normalize(result["answer"]) for _, _, g in q.gold
-            ),
-            "citations_ok": all(
-                files.get(c["source"], "")[c["start"] : c["end"]] == c.get("quote", c.get("text"))
-                for c in quotes
-            ),
-            "ms": ms,
-            "evidence": None if reading is None or reading.evidence is None
-            else reading.evidence.tolist(),
-            "best_right": bool(q.gold) and any(normalize(g) in normalize(best) for _, _, g in q.gold),
-        })
-    return summarize(records), records
+    out = {}
+    for name in readers:
+        engine = Engine(index_dir, model, threshold, reader=name, reader_dir=reader_dir)
+        records = [_record(engine, q, files) for q in questions]
+        out[engine.reader.name] = (summarize(records), records)
+    return out
+
+
+def _record(engine: Engine, q: Question, files: dict[str, str]) -> dict:
+    t0 = time.perf_counter()
+    result, reading = engine.answer(q.text, top_k=5)
+    ms = (time.perf_counter() - t0) * 1000
+    golds = [g for _, _, g in q.gold]
+    data = engine.data
+    best = data.sentence_text(reading.best) if reading and reading.best is not None else ""
+    if reading and reading.short is not None:  # what the reader would say, answered or not
+        doc = data.documents[int(data.spans["sent_doc"][reading.best])]
+        best_short = doc.text[reading.short[0] : reading.short[1]]
+    else:
+        best_short = best
+    said = (result["short_answer"] or {}).get("text") or result["answer"]
+    quotes = result["citations"] + result["passages"]
+    return {
+        "question": q.text,
+        "answerable": bool(q.gold),
+        "answered": result["answerable"],
+        "confidence": result["confidence"],
+        "answer": result["answer"],
+        "short_answer": (result["short_answer"] or {}).get("text"),
+        "r1": bool(q.gold) and any(covers(p, q) for p in result["passages"][:1]),
+        "r5": bool(q.gold) and any(covers(p, q) for p in result["passages"][:5]),
+        "contains": bool(q.gold) and result["answerable"] and any(
+            normalize(g) in normalize(result["answer"]) for g in golds
+        ),
+        "em": exact_match(said, golds) if q.gold and result["answerable"] else 0.0,
+        "f1": f1(said, golds) if q.gold and result["answerable"] else 0.0,
+        "citations_ok": all(
+            files.get(c["source"], "")[c["start"] : c["end"]] == c.get("quote", c.get("text"))
+            for c in quotes
+        ) and _short_ok(result, files),
+        "ms": ms,
+        "evidence": None if reading is None or reading.evidence is None
+        else reading.evidence.tolist(),
+        "best_right": bool(q.gold) and any(normalize(g) in normalize(best) for g in golds),
+        # Would the reader's best guess be right, had it answered: the reliability table's truth.
+        "right": bool(q.gold) and (f1(best_short, golds) >= 0.5 if reading and reading.short
+                                   else any(normalize(g) in normalize(best) for g in golds)),
+    }
+
+
+def _short_ok(result: dict, files: dict[str, str]) -> bool:
+    """The short answer reads back from its file and lies inside citation 1."""
+    short = result["short_answer"]
+    if short is None:
+        return True
+    first = result["citations"][0]
+    return (files.get(short["source"], "")[short["start"] : short["end"]] == short["text"]
+            and short["source"] == first["source"]
+            and first["start"] <= short["start"] <= short["end"] <= first["end"])
 
 
 def summarize(records: list[dict]) -> dict:
@@ -124,7 +151,7 @@ def summarize(records: list[dict]) -> dict:
     ms = np.array([r["ms"] for r in records]) if records else np.zeros(1)
 
     def share(rows: list[dict], key: str) -> float:
-        return round(sum(bool(r[key]) for r in rows) / len(rows), 4) if rows else 0.0
+        return round(sum(float(r[key]) for r in rows) / len(rows), 4) if rows else 0.0
 
     return {
         "questions": len(records),
@@ -133,6 +160,8 @@ def summarize(records: list[dict]) -> dict:
         "answer_contains_gold": share(answerable, "contains"),
         "mean_answer_chars": round(float(np.mean([len(r["answer"]) for r in answered])), 1)
         if answered else 0.0,
+        "short_answer_em": share(answerable, "em"),
+        "short_answer_f1": share(answerable, "f1"),
         "abstained_when_unanswerable": round(1 - share(unanswerable, "answered"), 4)
         if unanswerable else 0.0,
         "answered_when_answerable": share(answerable, "answered"),
@@ -143,18 +172,29 @@ def summarize(records: list[dict]) -> dict:
 
 
 def calibration(records: list[dict]) -> list[tuple[str, int, float, float]]:
-    """Per confidence bin: answers given, mean confidence, and the share that were right."""
+    """Reliability table over every question: per confidence bin, how many, their mean
+    confidence, and the share whose best guess is right (unanswerable ones never are)."""
     rows = []
-    answered = [r for r in records if r["answered"]]
     for lo, hi in zip(CALIBRATION_BINS, CALIBRATION_BINS[1:]):
-        inside = [r for r in answered if lo <= r["confidence"] < hi]
+        inside = [r for r in records if lo <= r["confidence"] < hi]
         if inside:
             rows.append((
                 f"{lo:.1f}-{min(hi, 1.0):.1f}", len(inside),
                 float(np.mean([r["confidence"] for r in inside])),
-                float(np.mean([r["contains"] for r in inside])),
+                float(np.mean([r["right"] for r in inside])),
             ))
     return rows
+
+
+def threshold_sweep(records: list[dict],
+                    thresholds: tuple[float, ...] = SWEEP) -> list[tuple[float, float, float]]:
+    """What each abstention threshold would give: (threshold, answered when answerable,
+    abstained when unanswerable)."""
+    answerable = [r["confidence"] for r in records if r["answerable"]]
+    unanswerable = [r["confidence"] for r in records if not r["answerable"]]
+    return [(t, float(np.mean([c >= t for c in answerable])) if answerable else 0.0,
+             float(np.mean([c < t for c in unanswerable])) if unanswerable else 0.0)
+            for t in thresholds]
 
 
 def fit_confidence(records: list[dict]) -> np.ndarray:

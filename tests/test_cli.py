@@ -28,7 +28,7 @@ def test_ask_builds_default_index_then_answers_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "building index" in proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"question", "answer", "answerable", "confidence", "citations",
+    assert set(result) == {"question", "answer", "answerable", "confidence", "short_answer", "citations",
                            "passages", "took_ms"}
     cite = result["citations"][0]
     with open(tmp_path / "seeds" / cite["source"], encoding="utf-8") as fh:
@@ -96,9 +96,14 @@ def test_eval_json_reports_every_figure(tmp_path, capsys):
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(data))
     assert main(["eval", str(path), "--json"]) == 0
-    figures = json.loads(capsys.readouterr().out)
-    assert set(figures) == {"recall@1", "recall@5", "answer_contains_gold", "mean_answer_chars",
-                            "abstained_when_unanswerable", "answered_when_answerable",
-                            "citation_valid", "latency_p50_ms", "latency_p95_ms"}
-    assert figures["recall@1"] == 1.0 and figures["answer_contains_gold"] == 1.0
-    assert figures["abstained_when_unanswerable"] == 1.0 and figures["citation_valid"] == 1.0
+    results = json.loads(capsys.readouterr().out)
+    assert set(results) == {"span", "sentence"}  # both readers, side by side
+    for figures in results.values():
+        assert set(figures) == {"recall@1", "recall@5", "answer_contains_gold", "mean_answer_chars",
+                                "short_answer_em", "short_answer_f1",
+                                "abstained_when_unanswerable", "answered_when_answerable",
+                                "citation_valid", "latency_p50_ms", "latency_p95_ms"}
+        assert figures["recall@1"] == 1.0 and figures["answer_contains_gold"] == 1.0
+        assert figures["abstained_when_unanswerable"] == 1.0 and figures["citation_valid"] == 1.0
+    assert results["span"]["short_answer_em"] == 1.0  # "1871", not the sentence around it
+    assert results["sentence"]["short_answer_em"] == 0.0

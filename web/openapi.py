@@ -68,11 +68,22 @@ SCHEMAS: dict[str, dict] = {
         "score": {"type": "number"},
         "page": _PAGE,
     }, required=["source", "start", "end", "text", "score"]),
+    "ShortAnswer": _obj({
+        "text": {"type": "string", "description": "exactly text[start:end] of the source"},
+        "source": {"type": "string", "description": "the document of citation 1"},
+        "start": _OFFSET,
+        "end": _OFFSET,
+    }, required=["text", "source", "start", "end"]),
     "Answer": _obj({
         "question": {"type": "string"},
-        "answer": {"type": "string", "description": "a quote from the sources; empty when abstaining"},
+        "answer": {"type": "string", "description": "a quote from the sources (the sentence that holds "
+                                                    "the short answer); empty when abstaining"},
         "answerable": {"type": "boolean", "description": "false: the sources don't say"},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                       "description": "span reader: the calibrated chance that the short answer is right"},
+        "short_answer": {"allOf": [_ref("ShortAnswer")], "nullable": True,
+                         "description": "the exact answer inside citation 1; null when abstaining "
+                                        "or with the sentence reader"},
         "citations": {"type": "array", "items": _ref("Citation")},
         "passages": {"type": "array", "items": _ref("Passage"),
                      "description": "the closest passages, also when abstaining"},
@@ -83,6 +94,7 @@ SCHEMAS: dict[str, dict] = {
         "documents": {"type": "integer", "minimum": 0},
         "chunks": {"type": "integer", "minimum": 0},
         "model": {"type": "string"},
+        "reader": {"type": "string", "enum": ["span", "sentence"]},
     }),
     "Source": _obj({
         "source": {"type": "string"},

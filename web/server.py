@@ -128,7 +128,7 @@ def url(host: str, port: int) -> str:
 def serve(args: argparse.Namespace, config: Settings | None = None) -> int:
     """Load the engine (QAError propagates to the CLI), then serve until stopped; exit code 0."""
     config = config or settings(args)
-    engine = Engine(args.index, args.model, args.threshold)
+    engine = Engine(args.index, args.model, args.threshold, args.reader, args.reader_dir)
     watcher = IndexWatcher(engine)
     app = create_app(engine, token=config.token, rate_limit=config.rate_limit,
                      trusted_hosts_only=config.check_host, watcher=watcher)

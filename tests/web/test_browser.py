@@ -102,11 +102,15 @@ def test_conversation_on_a_laptop(browser, server, seed_text):
     marker = reply.locator(".answer-text button.cite", has_text="[1]")
     expect(marker).to_be_visible()
     expect(reply.locator(".confidence")).to_contain_text("confidence")
+    short = reply.locator(".answer-text strong.short-answer")  # the short answer, highlighted
+    expect(short).to_have_text(first["short_answer"]["text"])
+    expect(short).to_have_text("Sonata Coulter")
 
     marker.click()
     expect(page.locator("#source-panel")).to_be_visible()
     expect(page.locator("#source-title")).to_have_text(SEED_FILE.name)
     expect_highlight(page, first["citations"][0]["quote"])
+    expect(page.locator("#source-text mark.cited strong.short-answer")).to_have_text("Sonata Coulter")
     assert page.locator("#source-text").text_content() == seed_text  # the whole document
     shot(page, "desktop-source.png")
 

@@ -37,9 +37,19 @@ def make_index(sources: list[Path], index_dir: Path) -> Path:
 # ---- checking responses against /openapi.json ----
 
 
+def json_schema(schema: object) -> object:
+    """OpenAPI 3.0's ``nullable: true`` as JSON Schema says it: also null."""
+    if isinstance(schema, list):
+        return [json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: json_schema(v) for k, v in schema.items() if k != "nullable"}
+    return {"anyOf": [out, {"type": "null"}]} if schema.get("nullable") else out
+
+
 def check_schema(spec: dict, name: str, instance: object) -> None:
     """Validate instance against components/schemas/NAME of the OpenAPI document."""
-    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    schema = {"$ref": f"#/components/schemas/{name}", "components": json_schema(spec["components"])}
     jsonschema.Draft4Validator(schema).validate(instance)
 
 
@@ -52,7 +62,7 @@ def check_response(spec: dict, path: str, method: str, status: int, content_type
     media = content_type.split(";")[0].strip()
     assert media in content, f"{method} {path} -> {status} {media} is not documented"
     if media == "application/json":
-        schema = dict(content[media]["schema"], components=spec["components"])
+        schema = dict(content[media]["schema"], components=json_schema(spec["components"]))
         jsonschema.Draft4Validator(schema).validate(body)
 
 

@@ -221,14 +221,15 @@
     const bubble = el("div", "bubble answer");
     if (result.answerable) {
       const text = el("p", "answer-text");
-      text.append(document.createTextNode(result.answer));
+      text.append(...withShortAnswer(result.answer, result.citations[0].start, result.short_answer));
       for (const c of result.citations) {
         text.append(document.createTextNode(" "));
-        text.append(button("cite", `[${c.n}]`, (e) => openSource(c, citationLabel(c), e.currentTarget),
+        text.append(button("cite", `[${c.n}]`,
+          (e) => openSource(c, citationLabel(c), e.currentTarget, shortIn(result, c)),
           `Show source ${c.n}: ${c.source}`));
       }
       bubble.append(text);
-      bubble.append(renderCitations(result.citations));
+      bubble.append(renderCitations(result));
       if (result.passages.length) {
         const more = el("details", "passages-more");
         more.append(el("summary", null, `Passages searched (${result.passages.length})`));
@@ -254,17 +255,35 @@
     return bubble;
   }
 
+  // The quote as text nodes, with the short answer (characters of the same document) in <strong>.
+  function withShortAnswer(quote, quoteStart, short) {
+    if (!short) return [document.createTextNode(quote)];
+    const a = short.start - quoteStart;
+    const b = short.end - quoteStart;
+    if (a < 0 || b > quote.length || a >= b) return [document.createTextNode(quote)];
+    const strong = el("strong", "short-answer", quote.slice(a, b));
+    strong.title = "The short answer";
+    return [document.createTextNode(quote.slice(0, a)), strong, document.createTextNode(quote.slice(b))];
+  }
+
+  // The short answer when it lies in this citation (it always lies in citation 1).
+  function shortIn(result, c) {
+    const s = result.short_answer;
+    return s && s.source === c.source && c.start <= s.start && s.end <= c.end ? s : null;
+  }
+
   function citationLabel(c) {
     return c.corroborates ? `Citation [${c.n}] · also says so (supports [${c.corroborates}])`
       : `Citation [${c.n}]`;
   }
 
-  function renderCitations(citations) {
+  function renderCitations(result) {
     const list = el("ol", "citations");
     list.setAttribute("aria-label", "Sources");
-    for (const c of citations) {
+    for (const c of result.citations) {
       const item = el("li");
-      const row = button("citation", null, (e) => openSource(c, citationLabel(c), e.currentTarget));
+      const row = button("citation", null,
+        (e) => openSource(c, citationLabel(c), e.currentTarget, shortIn(result, c)));
       row.append(el("span", "citation-n", `[${c.n}]`));
       const body = el("span", "citation-body");
       const head = el("span", "citation-where", where(c));
@@ -297,7 +316,8 @@
   function renderFooter(result) {
     const footer = el("div", "answer-footer");
     const conf = el("span", "confidence");
-    conf.title = "How sure the reader is that this quote answers the question";
+    conf.title = result.short_answer ? "The chance that the short answer is right"
+      : "How sure the reader is that this quote answers the question";
     const meter = el("meter");
     meter.min = 0;
     meter.max = 1;
@@ -325,6 +345,7 @@
     }
     const markers = result.citations.map((c) => `[${c.n}]`).join("");
     const lines = [`${result.answer} ${markers}`, ""];
+    if (result.short_answer) lines.unshift(result.short_answer.text);
     for (const c of result.citations) {
       const page = "page" in c ? ` (page ${c.page})` : "";
       const also = c.corroborates ? ` (also says so, supports [${c.corroborates}])` : "";
@@ -359,7 +380,7 @@
 
   // ---- the source panel ----
 
-  async function openSource(item, label, from) {
+  async function openSource(item, label, from, short) {
     const mine = ++sourceRequest;
     opener = from || null;
     sourceTitle.textContent = item.source;
@@ -370,7 +391,8 @@
     try {
       const doc = await fetchSource(item.source);
       if (mine !== sourceRequest) return;
-      const mark = el("mark", "cited", doc.text.slice(item.start, item.end));
+      const mark = el("mark", "cited");
+      mark.append(...withShortAnswer(doc.text.slice(item.start, item.end), item.start, short || null));
       sourceText.replaceChildren(doc.text.slice(0, item.start), mark, doc.text.slice(item.end));
       mark.scrollIntoView({ block: "center", inline: "nearest" });
       sourceBody.focus({ preventScroll: true });

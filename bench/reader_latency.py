@@ -1,0 +1,96 @@
+"""Where a question's time goes with the span reader, stage by stage.
+
+    .venv/bin/python bench/reader_latency.py [--index DIR] [--rounds N]
+
+Builds the seeds' index if none is given, then times each stage of
+``Engine.answer`` for the seeds' questions (on-topic and off-topic, from
+eval/seeds-offtopic.json): question encoding (ONNX Runtime), retrieval,
+sentence scoring, window building and tokenisation, the reader model (ONNX
+Runtime, int8), span decoding and calibration. Prints p50 per stage and the
+engine's own p50 for both readers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qa.answer import candidates, score
+from qa.embedding import Embedder
+from qa.engine import Engine
+from qa.indexing import build_index
+from qa.reader_windows import best_span, clip_question, encode
+from qa.retrieval import make_query, retrieve
+from qa.span_reader import calibrated
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def questions() -> list[str]:
+    data = json.loads((ROOT / "eval" / "seeds-offtopic.json").read_text(encoding="utf-8"))
+    return [qa["question"] for a in data["data"] for p in a["paragraphs"] for qa in p["qas"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    tmp = tempfile.TemporaryDirectory(prefix="qa-bench-")
+    index = args.index or Path(tmp.name) / "index"
+    if args.index is None:
+        build_index([ROOT / "seeds"], index, Embedder(), report=lambda _: None, progress=False)
+    qs = questions()
+    for name in ("span", "sentence"):
+        engine = Engine(index, reader=name)
+        for q in qs:
+            engine.ask(q)
+        took = []
+        for _ in range(args.rounds):
+            for q in qs:
+                t = time.perf_counter()
+                engine.ask(q)
+                took.append((time.perf_counter() - t) * 1000)
+        print(f"engine.ask with the {name} reader: p50 {np.percentile(took, 50):.1f} ms, "
+              f"p95 {np.percentile(took, 95):.1f} ms ({len(took)} questions)")
+
+    engine = Engine(index)
+    reader, data = engine.reader, engine.data
+    stages: dict[str, list[float]] = {k: [] for k in (
+        "encode question", "retrieve", "score sentences", "windows + tokenise", "reader model",
+        "decode + calibrate")}
+    widths = []
+    for _ in range(args.rounds):
+        for q in qs:
+            t0 = time.perf_counter()
+            vector = engine.encode_question([q])[0]
+            t1 = time.perf_counter()
+            passages = retrieve(data, make_query(data, q, vector), 5)
+            t2 = time.perf_counter()
+            cands = score(data, candidates(passages))
+            t3 = time.perf_counter()
+            windows = reader.windows(data, cands)
+            batch = encode(reader.tokenizer, [(clip_question(reader.tokenizer, q), w.text) for w, _ in windows])
+            t4 = time.perf_counter()
+            start, end, answerable = reader.model.run(batch.inputs)
+            t5 = time.perf_counter()
+            for row, (w, _) in enumerate(windows):
+                span = best_span(start[row], end[row], batch.offsets[row], batch.in_window[row], w.sentences)
+                calibrated(reader.calibration, float(answerable[row]), span.log_prob if span else -1e9)
+            t6 = time.perf_counter()
+            widths.append(batch.inputs["input_ids"].shape)
+            for key, a, b in zip(stages, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6)):
+                stages[key].append((b - a) * 1000)
+    shapes = np.array(widths)
+    print(f"reader input: {shapes[:, 0].mean():.1f} windows of {shapes[:, 1].mean():.0f} word pieces (mean)")
+    for key, values in stages.items():
+        print(f"  {key:22s} p50 {np.percentile(values, 50):6.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Training examples for the span reader, built from a SQuAD 1.1 file.
+
+SQuAD 1.1 has only answerable questions, so the no-answer side is made from
+the same articles, the three ways SQuAD 2.0's unanswerable questions arise:
+- a window of the article that does not hold the answer;
+- the window the lexical side of our retriever would rank highest (the most
+  question-word weight, by IDF) among those that do not hold it;
+- the question with a name or number swapped for another one from the same
+  article, against the window that answered the original.
+Windows are the reader's own (``reader_windows``): whole sentences, cut by the
+same segmenter the index uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chunking import Span, split_sentences
+from .errors import QAError
+from .metrics import normalize
+from .reader_windows import Window, make_window, window_around
+from .store import tokenize
+
+HARD_NEGATIVES = 0.35  # share of questions that also get a retriever-style negative window
+SWAPPED = 0.2  # share that also get a swapped-entity question
+_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+_NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:of\s+|the\s+)?[A-Z][a-z]+)*\b")
+
+
+@dataclass(frozen=True)
+class Example:
+    question: str
+    window: Window
+    answer: tuple[int, int] | None  # characters in window.text; None: the window does not answer
+    answers: tuple[str, ...] = ()  # every gold text, for EM/F1
+
+
+@dataclass
+class Paragraph:
+    text: str
+    spans: list[tuple[int, int]]
+    words: list[set[str]]  # stemmed words of each sentence
+
+
+@dataclass
+class Question:
+    text: str
+    paragraph: int
+    start: int
+    end: int
+    answers: tuple[str, ...]
+
+
+@dataclass
+class Article:
+    title: str
+    paragraphs: list[Paragraph]
+    questions: list[Question]
+
+
+def load_articles(path: Path) -> list[Article]:
+    """Articles of a SQuAD file, paragraphs split into sentences."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise QAError(f"{path} is not a readable SQuAD JSON file ({exc})") from None
+    articles = []
+    for article in raw:
+        paragraphs, questions = [], []
+        for para in article["paragraphs"]:
+            text = para["context"]
+            spans = [(s.start, s.end) for s in split_sentences(text, Span(0, len(text)))]
+            words = [set(w) for w in tokenize([text[a:b] for a, b in spans])]
+            for qa in para["qas"]:
+                if qa.get("is_impossible") or not qa.get("answers"):
+                    continue
+                first = qa["answers"][0]
+                start = first["answer_start"]
+                questions.append(Question(qa["question"].strip(), len(paragraphs), start,
+                                          start + len(first["text"]),
+                                          tuple(a["text"] for a in qa["answers"])))
+            paragraphs.append(Paragraph(text, spans, words))
+        articles.append(Article(str(article.get("title", "")), paragraphs, questions))
+    return articles
+
+
+def split_articles(articles: list[Article], held_out: int, seed: int) -> tuple[list[Article], list[Article]]:
+    """Whole articles kept apart for validation, chosen by the seed."""
+    order = list(range(len(articles)))
+    random.Random(seed).shuffle(order)
+    keep = set(order[:held_out])
+    return ([a for i, a in enumerate(articles) if i not in keep],
+            [a for i, a in enumerate(articles) if i in keep])
+
+
+def _sentence_of(spans: list[tuple[int, int]], char: int) -> int:
+    for i, (_, b) in enumerate(spans):
+        if char < b:
+            return i
+    return len(spans) - 1
+
+
+def positive(q: Question, para: Paragraph, rng: random.Random | None) -> Example | None:
+    """The answer's window, centred on its sentence, or on a neighbour when rng is given."""
+    first = _sentence_of(para.spans, q.start)
+    last = _sentence_of(para.spans, max(q.end - 1, q.start))
+    centres = [first]
+    if rng is not None:
+        centres = [c for c in range(first - 2, last + 3) if 0 <= c < len(para.spans)]
+    for centre in ([rng.choice(centres)] if rng else []) + [first]:
+        lo, hi = window_around(para.spans, centre)
+        window = make_window(para.text, para.spans, lo, hi)
+        a, b = q.start - window.start, q.end - window.start
+        if a >= 0 and b <= len(window.text) and window.text[a:b].strip():
+            return Example(q.text, window, (a, b), q.answers)
+    return None
+
+
+def idf_of(article: Article) -> dict[str, float]:
+    counts = Counter(w for p in article.paragraphs for s in p.words for w in s)
+    n = sum(len(p.words) for p in article.paragraphs)
+    return {w: math.log(1 + n / c) for w, c in counts.items()}
+
+
+def hard_negative(q: Question, article: Article, idf: dict[str, float],
+                  rng: random.Random) -> Example | None:
+    """The window around the sentence with the most question-word weight that does not
+    hold the answer (nor its text anywhere), picked among the best three."""
+    words = set(tokenize([q.text])[0])
+    gold = {normalize(a) for a in q.answers}
+    scored = []
+    for p_no, para in enumerate(article.paragraphs):
+        for s_no, sentence_words in enumerate(para.words):
+            weight = sum(idf.get(w, 0.0) for w in words & sentence_words)
+            if weight > 0:
+                scored.append((weight, p_no, s_no))
+    scored.sort(reverse=True)
+    found = []
+    for _, p_no, s_no in scored:
+        para = article.paragraphs[p_no]
+        lo, hi = window_around(para.spans, s_no)
+        window = make_window(para.text, para.spans, lo, hi)
+        holds = p_no == q.paragraph and window.start < q.end and q.start < window.start + len(window.text)
+        if holds or any(g and g in normalize(window.text) for g in gold):
+            continue
+        found.append(window)
+        if len(found) == 3:
+            break
+    return Example(q.text, rng.choice(found), None, q.answers) if found else None
+
+
+def entities_of(text: str) -> list[str]:
+    return _NUMBER.findall(text) + [m for m in _NAME.findall(text) if len(m) > 2]
+
+
+def swapped(q: Question, window: Window, article_entities: list[str],
+            rng: random.Random) -> Example | None:
+    """The question with one of its names or numbers that the window mentions replaced
+    by another of the article's that the window does not mention."""
+    in_question = [e for e in entities_of(q.text[1:]) if e in window.text]
+    if not in_question:
+        return None
+    old = rng.choice(in_question)
+    kind = _NUMBER.fullmatch(old) is not None
+    choices = sorted({e for e in article_entities
+                      if (_NUMBER.fullmatch(e) is not None) == kind and e not in window.text
+                      and e.lower() not in q.text.lower()})
+    if not choices:
+        return None
+    new = rng.choice(choices)
+    return Example(q.text.replace(old, new, 1), window, None, q.answers)
+
+
+def training_examples(articles: list[Article], seed: int) -> list[Example]:
+    """For every question: its answer window, and for some a hard or swapped negative."""
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for article in articles:
+        idf = idf_of(article)
+        entities = [e for p in article.paragraphs for e in entities_of(p.text)]
+        for q in article.questions:
+            pos = positive(q, article.paragraphs[q.paragraph], rng)
+            if pos is None:
+                continue
+            out.append(pos)
+            if rng.random() < HARD_NEGATIVES:
+                neg = hard_negative(q, article, idf, rng)
+                if neg is not None:
+                    out.append(neg)
+            if rng.random() < SWAPPED:
+                neg = swapped(q, pos.window, entities, rng)
+                if neg is not None:
+                    out.append(neg)
+    return out

@@ -1,0 +1,182 @@
+"""The trained span reader, served with ONNX Runtime.
+
+The model (``qa train-reader``) reads a question with a window of sentences
+and gives the short answer's start and end, and whether the window answers at
+all. ``reader.json`` holds the logistic calibration fitted on held-out
+articles, which turns (answerable logit, span log-probability) into the
+chance that the short answer is right: that is the confidence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .answer import Candidate, Reading, candidates, corroborating, score
+from .errors import QAError
+from .reader_windows import (
+    Window,
+    best_span,
+    clip_question,
+    encode,
+    load_tokenizer,
+    make_window,
+    window_around,
+)
+from .retrieval import Passage
+from .store import IndexData
+
+MODEL = "reader.onnx"
+CONFIG = "reader.json"
+TOKENIZER = "tokenizer.json"
+DEFAULT_READER_DIR = Path(__file__).parent / "models" / "reader"
+WINDOWS = 4  # windows read per question, around the best distinct candidate sentences
+# Abstain below this chance that the short answer is right; chosen on the SQuAD 2.0 dev
+# subset and the seeds' off-topic set (README, "Answer quality").
+DEFAULT_THRESHOLD = 0.3
+
+
+class ReaderUnavailable(QAError):
+    """The reader's files are missing or damaged."""
+
+
+class OnnxReaderModel:
+    """An ONNX Runtime session over reader.onnx: inputs in, three logit arrays out."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ReaderUnavailable(f"reader model {path} is missing")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
+            raise ReaderUnavailable(f"reader model {path} cannot be loaded ({_first_line(exc)})") from None
+        names = sorted(i.name for i in self.session.get_inputs())
+        if names != ["attention_mask", "input_ids", "token_type_ids"]:
+            raise ReaderUnavailable(f"reader model {path} takes other inputs ({', '.join(names)})")
+
+    def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        start, end, answerable = self.session.run(None, inputs)
+        return start, end, answerable
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def fit_calibration(features: np.ndarray, right: np.ndarray) -> list[float]:
+    """Logistic regression of "the short answer is right" on the reader's two outputs:
+    weights then bias."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(set(right.tolist())) < 2:  # a model too young to be right, or never wrong: a constant
+        rate = min(max(float(np.mean(right)) if len(right) else 0.0, 0.01), 0.99)
+        return [0.0, 0.0, round(math.log(rate / (1 - rate)), 6)]
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(features, right)
+    return [*(round(float(w), 6) for w in model.coef_[0]), round(float(model.intercept_[0]), 6)]
+
+
+def calibrated(weights: list[float], answerable_logit: float, span_log_prob: float) -> float:
+    z = weights[0] * answerable_logit + weights[1] * span_log_prob + weights[2]
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+def read_config(folder: Path) -> dict:
+    path = Path(folder) / CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        weights = config["calibration"]
+        if len(weights) != 3 or not all(isinstance(w, (int, float)) for w in weights):
+            raise ValueError("calibration must be three numbers")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReaderUnavailable(f"reader settings {path} are missing or damaged ({exc})") from None
+    return config
+
+
+@dataclass(frozen=True)
+class _Read:
+    window: Window
+    first: int  # index id of the window's first sentence
+    confidence: float
+    evidence: tuple[float, float]
+    short: tuple[int, int] | None  # in the document
+    sentence: int  # index id of the sentence that holds the short answer
+
+
+class SpanReader:
+    """Reads windows around the sentence reader's best candidates with the trained model:
+    the window likeliest to hold a right short answer gives the answer and its sentence."""
+
+    name = "span"
+    default_threshold = DEFAULT_THRESHOLD
+
+    def __init__(self, folder: Path = DEFAULT_READER_DIR) -> None:
+        folder = Path(folder)
+        self.config = read_config(folder)
+        self.calibration = [float(w) for w in self.config["calibration"]]
+        tokenizer = folder / TOKENIZER
+        try:
+            self.tokenizer = load_tokenizer(folder)
+        except Exception as exc:  # tokenizers raises untyped errors for a bad file
+            raise ReaderUnavailable(f"reader tokenizer {tokenizer} is missing or damaged "
+                                    f"({_first_line(exc)})") from None
+        self.model = OnnxReaderModel(folder / MODEL)
+        self._lock = threading.Lock()  # the Rust tokenizer must not be shared between threads
+
+    def windows(self, data: IndexData, cands: list[Candidate]) -> list[tuple[Window, int]]:
+        """Windows (with their first sentence's id) around the best candidates, each new one
+        around a candidate no earlier window holds."""
+        out: list[tuple[Window, int]] = []
+        covered: set[int] = set()
+        for c in cands:
+            if len(out) == WINDOWS:
+                break
+            if c.sentence in covered:
+                continue
+            first, last = int(data.spans["chunk_first"][c.chunk]), int(data.spans["chunk_last"][c.chunk])
+            spans = list(zip(data.spans["sent_start"][first:last].tolist(),
+                             data.spans["sent_end"][first:last].tolist()))
+            lo, hi = window_around(spans, c.sentence - first)
+            doc = data.documents[int(data.spans["chunk_doc"][c.chunk])]
+            out.append((make_window(doc.text, spans, lo, hi), first + lo))
+            covered.update(range(first + lo, first + hi))
+        return out
+
+    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float) -> Reading:
+        cands = score(data, candidates(passages))
+        if not cands:
+            return Reading(None, None, 0.0)
+        windows = self.windows(data, cands)
+        with self._lock:
+            question = clip_question(self.tokenizer, query)
+            batch = encode(self.tokenizer, [(question, w.text) for w, _ in windows])
+        start, end, answerable = self.model.run(batch.inputs)
+        reads = []
+        for row, (window, first) in enumerate(windows):
+            span = best_span(start[row], end[row], batch.offsets[row], batch.in_window[row], window.sentences)
+            log_prob = span.log_prob if span else -1e9
+            logit = float(answerable[row])
+            reads.append(_Read(
+                window, first, calibrated(self.calibration, logit, log_prob), (logit, log_prob),
+                (window.start + span.start, window.start + span.end) if span else None,
+                first + (span.sentence if span else 0)))
+        best = max(reads, key=lambda r: r.confidence)
+        evidence = np.array(best.evidence)
+        if best.confidence < threshold or best.short is None:
+            return Reading(best.sentence, None, best.confidence, evidence, short=best.short)
+        ordered = sorted(cands, key=lambda c: c.sentence != best.sentence)
+        if ordered[0].sentence != best.sentence:  # the answer sentence lies beside the candidates
+            ordered.insert(0, Candidate(best.sentence, -1, np.zeros(0), 0.0))
+        return Reading(best.sentence, best.sentence, best.confidence, evidence,
+                       corroborating(data, ordered), best.short)

@@ -1,0 +1,388 @@
+"""``qa train-reader``: fine-tune the span reader from all-MiniLM-L6-v2 on SQuAD.
+
+A cross-encoder reads [CLS] question [SEP] window [SEP] and gives, per token,
+start and end logits for the short answer and, from [CLS], whether the window
+answers at all. Runs are deterministic for a seed and resume from the last
+checkpoint in ``--out``. The result is exported to ONNX, int8-quantised, and
+its confidence calibrated on whole articles held out from training; serving
+(``qa.span_reader``) needs nothing else.
+
+Training code only: nothing here is imported when answering questions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .embedding import default_model_path
+from .errors import QAError
+from .metrics import exact_match, f1
+from .reader_examples import (
+    Article,
+    Example,
+    entities_of,
+    hard_negative,
+    idf_of,
+    load_articles,
+    positive,
+    split_articles,
+    swapped,
+    training_examples,
+)
+from .reader_windows import (
+    Batch,
+    best_span,
+    clip_question,
+    encode,
+    load_tokenizer,
+    make_window,
+    window_around,
+)
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "train.log"
+
+
+@dataclass
+class Settings:
+    epochs: float = 0.5
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup: float = 0.06
+    seed: int = 13
+    held_out_articles: int = 8
+    limit_questions: int | None = None  # train on the first N questions only (smoke runs)
+    eval_every: int = 250
+    checkpoint_every: int = 200
+
+
+def build_model(base: str):
+    """The encoder from ``base`` with a span head on every token and an answerable head on [CLS]."""
+    import torch
+    from transformers import AutoModel
+
+    class SpanModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(base, local_files_only=True)
+            hidden = self.encoder.config.hidden_size
+            self.span = torch.nn.Linear(hidden, 2)
+            self.answerable = torch.nn.Linear(hidden, 1)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            states = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+            logits = self.span(states)
+            return logits[..., 0], logits[..., 1], self.answerable(states[:, 0]).squeeze(-1)
+
+    return SpanModel()
+
+
+def answer_tokens(batch: Batch, row: int, answer: tuple[int, int]) -> tuple[int, int] | None:
+    """First and last token of the answer's characters, or None if truncated away."""
+    inside = np.flatnonzero(batch.in_window[row])
+    offsets = batch.offsets[row]
+    starts = [t for t in inside if offsets[t, 1] > answer[0]]
+    ends = [t for t in inside if offsets[t, 0] < answer[1]]
+    if not starts or not ends or starts[0] > ends[-1]:
+        return None
+    return starts[0], ends[-1]
+
+
+def batch_plan(lengths: list[int], settings: Settings) -> list[list[int]]:
+    """Every step's example ids: shuffled by the seed, similar lengths batched together
+    (less padding), for as many steps as the epochs ask."""
+    rng = random.Random(settings.seed)
+    steps = math.ceil(settings.epochs * len(lengths) / settings.batch_size)
+    plan: list[list[int]] = []
+    while len(plan) < steps:
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+        pool = settings.batch_size * 50
+        batches = []
+        for i in range(0, len(order), pool):
+            block = sorted(order[i : i + pool], key=lambda k: lengths[k])
+            batches += [block[j : j + settings.batch_size] for j in range(0, len(block), settings.batch_size)]
+        rng.shuffle(batches)
+        plan += batches
+    return plan[:steps]
+
+
+def tensors(tokenizer, examples: list[Example], device) -> tuple[dict, object, object, object]:
+    """Model inputs and targets for a batch of examples."""
+    import torch
+
+    batch = encode(tokenizer, [(e.question, e.window.text) for e in examples])
+    starts, ends = [], []
+    for row, e in enumerate(examples):
+        span = answer_tokens(batch, row, e.answer) if e.answer else None
+        starts.append(span[0] if span else -100)
+        ends.append(span[1] if span else -100)
+    inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.inputs.items()}
+    answerable = torch.tensor([s >= 0 for s in starts], dtype=torch.float32, device=device)
+    window = torch.from_numpy(batch.in_window).to(device)
+    targets = (torch.tensor(starts, device=device), torch.tensor(ends, device=device))
+    return inputs, window, targets, answerable
+
+
+def loss_of(model, tokenizer, examples: list[Example], device):
+    import torch
+    import torch.nn.functional as F
+
+    inputs, window, (starts, ends), answerable = tensors(tokenizer, examples, device)
+    start_logits, end_logits, answer_logit = model(**inputs)
+    start_logits = start_logits.masked_fill(~window, -1e4)
+    end_logits = end_logits.masked_fill(~window, -1e4)
+    loss = F.binary_cross_entropy_with_logits(answer_logit, answerable)
+    if bool((starts >= 0).any()):
+        loss = loss + (F.cross_entropy(start_logits, starts, ignore_index=-100)
+                       + F.cross_entropy(end_logits, ends, ignore_index=-100)) / 2
+    return loss if torch.isfinite(loss) else loss * 0
+
+
+def validation_examples(articles: list[Article], seed: int) -> list[Example]:
+    """Held-out examples: each question's answer window (centred), and the same hard and
+    swapped negatives training gets."""
+    rng = random.Random(seed + 1)
+    out = []
+    for article in articles:
+        idf = idf_of(article)
+        entities = [e for p in article.paragraphs for e in entities_of(p.text)]
+        for q in article.questions:
+            pos = positive(q, article.paragraphs[q.paragraph], None)
+            if pos is None:
+                continue
+            out.append(pos)
+            for neg in (hard_negative(q, article, idf, rng), swapped(q, pos.window, entities, rng)):
+                if neg is not None:
+                    out.append(neg)
+    return out
+
+
+Predict = Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def predict_windows(predict: Predict, tokenizer, examples: list[Example],
+                    batch_size: int = 64) -> list[tuple[float, str, float]]:
+    """(answerable logit, short answer, span log-probability) for each example."""
+    out = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        batch = encode(tokenizer, [(clip_question(tokenizer, e.question), e.window.text) for e in chunk])
+        start, end, answerable = predict(batch.inputs)
+        for row, e in enumerate(chunk):
+            span = best_span(start[row], end[row], batch.offsets[row], batch.in_window[row],
+                             e.window.sentences)
+            text = e.window.text[span.start : span.end] if span else ""
+            out.append((float(answerable[row]), text, span.log_prob if span else -1e9))
+    return out
+
+
+def window_scores(examples: list[Example], predictions: list[tuple[float, str, float]]) -> dict:
+    """EM/F1 on the answer windows and answerability accuracy on all."""
+    pos = [(e, p) for e, p in zip(examples, predictions) if e.answer]
+    right = [(p[0] > 0) == bool(e.answer) for e, p in zip(examples, predictions)]
+    return {
+        "em": round(float(np.mean([exact_match(p[1], e.answers) for e, p in pos])), 4) if pos else 0.0,
+        "f1": round(float(np.mean([f1(p[1], e.answers) for e, p in pos])), 4) if pos else 0.0,
+        "answerable_accuracy": round(float(np.mean(right)), 4) if right else 0.0,
+    }
+
+
+def torch_predictor(model, device) -> Predict:
+    import torch
+
+    def run(inputs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            out = model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
+        return tuple(o.float().cpu().numpy() for o in out)
+
+    return run
+
+
+def _save(state: dict, path: Path) -> None:
+    import torch
+
+    partial = path.with_name(path.name + ".part")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _log(out: Path, record: dict) -> None:
+    with open(out / LOG, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
+          say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Path:
+    """Train (or resume) and export; returns the folder of the exported reader."""
+    import torch
+    from tqdm import tqdm
+
+    base = base or default_model_path()
+    out.mkdir(parents=True, exist_ok=True)
+    random.seed(settings.seed)
+    np.random.seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+
+    articles = load_articles(dataset)
+    train_articles, val_articles = split_articles(articles, settings.held_out_articles, settings.seed)
+    if settings.limit_questions is not None:
+        kept = settings.limit_questions
+        for a in train_articles:
+            a.questions, kept = a.questions[: max(kept, 0)], kept - len(a.questions)
+        for a in val_articles:
+            a.questions = a.questions[: max(settings.limit_questions // 4, 2)]
+    tokenizer = load_tokenizer(base)
+    examples = training_examples(train_articles, settings.seed)
+    examples = [Example(clip_question(tokenizer, e.question), e.window, e.answer, e.answers)
+                for e in examples]
+    lengths = [len(e.question) + len(e.window.text) for e in examples]
+    plan = batch_plan(lengths, settings)
+    val = validation_examples(val_articles, settings.seed)
+    monitor = val[:600]
+    say(f"{len(examples)} training examples ({sum(e.answer is None for e in examples)} without an answer), "
+        f"{len(plan)} steps of {settings.batch_size}; {len(val)} validation examples from "
+        f"{len(val_articles)} held-out articles; on {device}")
+
+    model = build_model(base).to(device)
+    # The word-piece table (half the weights) stays as pre-trained: a dense update of it
+    # every step would cost more than the rest of the step on a CPU.
+    model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=settings.learning_rate, weight_decay=0.01)
+    warmup = max(1, int(settings.warmup * len(plan)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (len(plan) - s) / max(1, len(plan) - warmup))))
+    step = 0
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["plan_steps"] != len(plan) or state["seed"] != settings.seed:
+            raise QAError(f"{checkpoint} is from another run (other data or settings); "
+                          "use another --out or delete it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        say(f"resuming from step {step} of {len(plan)}")
+
+    def save() -> None:
+        _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+               "step": step, "plan_steps": len(plan), "seed": settings.seed}, checkpoint)
+
+    model.train()
+    started = time.time()
+    with tqdm(total=len(plan), initial=step, desc="training", unit="step", file=sys.stderr) as bar:
+        while step < len(plan):
+            loss = loss_of(model, tokenizer, [examples[i] for i in plan[step]], device)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            record = {"step": step, "loss": round(loss.item(), 4), "lr": schedule.get_last_lr()[0],
+                      "seconds": round(time.time() - started, 1)}
+            if step % settings.eval_every == 0 or step == len(plan):
+                model.eval()
+                record.update(window_scores(monitor, predict_windows(torch_predictor(model, device),
+                                                                     tokenizer, monitor)))
+                model.train()
+                bar.write(f"step {step}: validation EM {record['em']:.3f} F1 {record['f1']:.3f} "
+                          f"answerable accuracy {record['answerable_accuracy']:.3f}")
+            _log(out, record)
+            if step % settings.checkpoint_every == 0 or step == len(plan):
+                save()
+    model.eval().cpu()
+    return export(model, tokenizer, base, val_articles, val, out, settings, say)
+
+
+def export(model, tokenizer, base: str, val_articles: list[Article], val: list[Example], out: Path,
+           settings: Settings, say: Callable[[str], None]) -> Path:
+    """Write reader.onnx (int8), its tokenizer and reader.json with the calibration."""
+    from .span_reader import CONFIG, MODEL, OnnxReaderModel, fit_calibration
+
+    export_dir = out / "reader"
+    export_dir.mkdir(exist_ok=True)
+    fp32 = out / "reader-fp32.onnx"
+    _export_onnx(model, tokenizer, fp32)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(export_dir / MODEL), weight_type=QuantType.QInt8)
+    shutil.copy(Path(base) / "tokenizer.json", export_dir / "tokenizer.json")
+    session = OnnxReaderModel(export_dir / MODEL)
+    predictions = predict_windows(session.run, tokenizer, val)
+    scores = window_scores(val, predictions)
+    paragraph = paragraph_scores(session.run, tokenizer, val_articles)
+    calibration = fit_calibration(
+        np.array([[p[0], p[2]] for p in predictions]),
+        np.array([bool(e.answer) and f1(p[1], e.answers) >= 0.5 for e, p in zip(val, predictions)]))
+    config = {
+        "calibration": calibration,
+        "trained": {"base": "sentence-transformers/all-MiniLM-L6-v2", "seed": settings.seed,
+                    "epochs": settings.epochs, "batch_size": settings.batch_size,
+                    "learning_rate": settings.learning_rate,
+                    "held_out_articles": [a.title for a in val_articles]},
+        "validation_windows": scores,
+        "validation_paragraphs": paragraph,
+    }
+    (export_dir / CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    say(f"validation, answer window: EM {scores['em']:.3f} F1 {scores['f1']:.3f}; "
+        f"gold paragraph: EM {paragraph['em']:.3f} F1 {paragraph['f1']:.3f}")
+    say(f"reader written to {export_dir}")
+    return export_dir
+
+
+def _export_onnx(model, tokenizer, path: Path) -> None:
+    import warnings
+
+    import torch
+
+    batch = encode(tokenizer, [("Who led the delegation?", "Sonata Coulter led the U.S. delegation.")])
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "windows", 1: "tokens"} for n in names}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, tuple(torch.from_numpy(batch.inputs[n]) for n in names), str(path),
+            input_names=names, output_names=["start_logits", "end_logits", "answerable_logit"],
+            dynamic_axes={**axes, "start_logits": {0: "windows", 1: "tokens"},
+                          "end_logits": {0: "windows", 1: "tokens"}, "answerable_logit": {0: "windows"}},
+            opset_version=17, dynamo=False)
+
+
+def paragraph_scores(predict: Predict, tokenizer, articles: list[Article]) -> dict:
+    """Reading comprehension given the gold paragraph: every window of it is read and the
+    one the model finds likeliest to answer gives the short answer."""
+    ems, f1s = [], []
+    for article in articles:
+        for q in article.questions:
+            para = article.paragraphs[q.paragraph]
+            ranges = sorted({window_around(para.spans, c) for c in range(len(para.spans))})
+            windows = [make_window(para.text, para.spans, lo, hi) for lo, hi in ranges]
+            examples = [Example(q.text, w, None, q.answers) for w in windows]
+            predictions = predict_windows(predict, tokenizer, examples)
+            best = max(predictions, key=lambda p: (p[0], p[2]))
+            ems.append(exact_match(best[1], q.answers))
+            f1s.append(f1(best[1], q.answers))
+    return {"questions": len(ems), "em": round(float(np.mean(ems)), 4) if ems else 0.0,
+            "f1": round(float(np.mean(f1s)), 4) if f1s else 0.0}

@@ -1,0 +1,158 @@
+"""The trained span reader: the shipped model file, real ONNX Runtime, the seeds' own text."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.cli import main
+from qa.engine import Engine
+from qa.span_reader import CONFIG, DEFAULT_READER_DIR, MODEL, TOKENIZER
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def check_short(result: dict, text: str) -> dict:
+    """The short answer reads back from the file and lies inside citation 1."""
+    short = result["short_answer"]
+    first = result["citations"][0]
+    assert text[short["start"] : short["end"]] == short["text"]
+    assert short["source"] == first["source"]
+    assert first["start"] <= short["start"] < short["end"] <= first["end"]
+    assert result["answer"] == first["quote"]
+    return short
+
+
+def test_the_reader_ships_small_and_is_the_default(engine):
+    assert (DEFAULT_READER_DIR / MODEL).stat().st_size < 30 * 2**20
+    assert engine.reader.name == "span"
+    assert engine.health()["reader"] == "span"
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Who led the U.S. delegation?", "Sonata Coulter"),
+    ("Who headed the Russian side?", "Alexander Darchiyev"),
+    ("Where were the consultations held?", "Istanbul"),
+    ("When did Russia send troops into Ukraine?", "Feb. 24, 2022"),
+])
+def test_short_answers_over_the_seeds(engine, seed_text, question, expected):
+    result = engine.ask(question)
+    assert result["answerable"]
+    short = check_short(result, seed_text)
+    assert short["text"] == expected
+
+
+def test_confidence_separates_a_clear_answer_from_off_topic(engine):
+    clear = engine.ask("Who led the U.S. delegation?")
+    off = engine.ask("How tall is Mount Everest?")
+    assert clear["confidence"] >= 0.6
+    assert off["confidence"] < 0.2
+    assert off["answerable"] is False and off["short_answer"] is None and off["citations"] == []
+
+
+def test_sentence_reader_stays_available(seed_index, seed_text):
+    engine = Engine(seed_index, reader="sentence")
+    result = engine.ask("Who led the U.S. delegation?")
+    assert result["answerable"] and "Sonata Coulter" in result["answer"]
+    assert result["short_answer"] is None
+    assert engine.health()["reader"] == "sentence"
+
+
+def test_cli_prints_the_short_answer_first(seed_index, capsys):
+    assert main(["ask", "Who led the U.S. delegation?", "--index", str(seed_index)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Sonata Coulter"  # not a terminal: no bold escape codes
+    assert "Sonata Coulter" in lines[1] and lines[1].endswith("[1]")
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated", "bad-config", "no-tokenizer"])
+def test_damaged_reader_falls_back_in_one_line(tmp_path, seed_index, damage):
+    folder = tmp_path / "reader"
+    shutil.copytree(DEFAULT_READER_DIR, folder)
+    named = {"missing": MODEL, "garbage": MODEL, "truncated": MODEL, "bad-config": CONFIG,
+             "no-tokenizer": TOKENIZER}[damage]
+    target = folder / named
+    if damage in ("missing", "no-tokenizer"):
+        target.unlink()
+    elif damage == "garbage":
+        target.write_bytes(b"not an onnx model\n" * 100)
+    elif damage == "truncated":
+        target.write_bytes(target.read_bytes()[:4096])
+    else:
+        target.write_text('{"calibration": [1, "x"]}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "ask", "Who led the U.S. delegation?", "--json",
+         "--index", str(seed_index), "--reader-dir", str(folder)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if str(target) in line]
+    assert len(notes) == 1 and "sentence reader" in notes[0]
+    assert "Traceback" not in proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["answerable"] and result["short_answer"] is None
+
+
+def tiny_squad(path: Path) -> Path:
+    """Three small articles (one is held out), a dozen questions."""
+    articles = []
+    facts = [
+        ("Varnholm", "The Varnholm lighthouse was built in 1871 by Erik Lund. It is 42 metres tall. "
+                     "Its lamp was electrified in 1923."),
+        ("Ostra", "Ostra is a village on the island of Skarv. About 300 people live there. "
+                  "The ferry from Ostra leaves at noon."),
+        ("Brenna", "The Brenna bridge crosses the river Ule. It opened in 1964 and is 812 metres long. "
+                   "Anna Holm designed it."),
+    ]
+    questions = {
+        "Varnholm": [("When was the Varnholm lighthouse built?", "1871"), ("Who built it?", "Erik Lund"),
+                     ("How tall is the lighthouse?", "42 metres"), ("When was the lamp electrified?", "1923")],
+        "Ostra": [("Where is Ostra?", "the island of Skarv"), ("How many people live in Ostra?", "About 300"),
+                  ("When does the ferry leave?", "noon")],
+        "Brenna": [("What does the Brenna bridge cross?", "the river Ule"), ("When did it open?", "1964"),
+                   ("Who designed the bridge?", "Anna Holm")],
+    }
+    for title, context in facts:
+        qas = [{"id": f"{title}-{i}", "question": q,
+                "answers": [{"text": a, "answer_start": context.index(a)}]}
+               for i, (q, a) in enumerate(questions[title])]
+        articles.append({"title": title, "paragraphs": [{"context": context, "qas": qas}]})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    return path
+
+
+def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
+    data = tiny_squad(tmp_path / "tiny.json")
+    out = tmp_path / "run"
+    args = ["train-reader", str(data), "--out", str(out), "--held-out-articles", "1",
+            "--limit-questions", "6", "--batch-size", "32", "--epochs", "1", "--seed", "3"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 steps of 32" in err and "validation" in err
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert log[-1]["step"] == 1 and "loss" in log[-1] and "f1" in log[-1]
+    reader = out / "reader"
+    config = json.loads((reader / CONFIG).read_text())
+    assert len(config["calibration"]) == 3 and config["trained"]["seed"] == 3
+    assert (reader / MODEL).stat().st_size < 30 * 2**20
+
+    engine = Engine(seed_index, reader_dir=reader)  # the new model loads and answers
+    assert engine.reader.name == "span"
+    result = engine.ask("Who led the U.S. delegation?", top_k=1)
+    assert result["passages"]
+
+    again = tmp_path / "again"  # the same seed gives the same run
+    assert main([*args[:3], str(again), *args[4:]]) == 0
+    capsys.readouterr()
+    assert [r["loss"] for r in map(json.loads, (again / "train.log").read_text().splitlines())] == \
+        [r["loss"] for r in log]
+
+    assert main(args) == 0  # a finished run resumes at its end and exports again
+    assert "resuming from step 1 of 1" in capsys.readouterr().err
+    other = [*args[:-1], "4"]
+    assert main(other) == 1  # another seed never resumes from this run's checkpoint
+    assert "is from another run" in capsys.readouterr().err
