@@ -177,24 +177,36 @@ def swapped(q: Question, window: Window, article_entities: list[str],
     return Example(q.text.replace(old, new, 1), window, None, q.answers)
 
 
-def training_examples(articles: list[Article], seed: int) -> list[Example]:
-    """For every question: its answer window, and for some a hard or swapped negative."""
-    rng = random.Random(seed)
+def build_examples(articles: list[Article], rng: random.Random, centred: bool,
+                   hard: float | None, swap: float | None) -> list[Example]:
+    """For every question its answer window and, with the given chance (None: always,
+    without a draw), a hard and a swapped negative."""
     out: list[Example] = []
     for article in articles:
         idf = idf_of(article)
         entities = [e for p in article.paragraphs for e in entities_of(p.text)]
         for q in article.questions:
-            pos = positive(q, article.paragraphs[q.paragraph], rng)
+            pos = positive(q, article.paragraphs[q.paragraph], None if centred else rng)
             if pos is None:
                 continue
             out.append(pos)
-            if rng.random() < HARD_NEGATIVES:
+            if hard is None or rng.random() < hard:
                 neg = hard_negative(q, article, idf, rng)
                 if neg is not None:
                     out.append(neg)
-            if rng.random() < SWAPPED:
+            if swap is None or rng.random() < swap:
                 neg = swapped(q, pos.window, entities, rng)
                 if neg is not None:
                     out.append(neg)
     return out
+
+
+def training_examples(articles: list[Article], seed: int) -> list[Example]:
+    """Answer windows centred near the answer; some questions also get a negative."""
+    return build_examples(articles, random.Random(seed), False, HARD_NEGATIVES, SWAPPED)
+
+
+def validation_examples(articles: list[Article], seed: int) -> list[Example]:
+    """Held-out examples: each question's answer window (centred), and the same hard and
+    swapped negatives training gets, for every question."""
+    return build_examples(articles, random.Random(seed + 1), True, None, None)

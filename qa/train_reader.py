@@ -31,14 +31,10 @@ from .metrics import exact_match, f1
 from .reader_examples import (
     Article,
     Example,
-    entities_of,
-    hard_negative,
-    idf_of,
     load_articles,
-    positive,
     split_articles,
-    swapped,
     training_examples,
+    validation_examples,
 )
 from .reader_windows import (
     Batch,
@@ -149,25 +145,6 @@ def loss_of(model, tokenizer, examples: list[Example], device):
         loss = loss + (F.cross_entropy(start_logits, starts, ignore_index=-100)
                        + F.cross_entropy(end_logits, ends, ignore_index=-100)) / 2
     return loss if torch.isfinite(loss) else loss * 0
-
-
-def validation_examples(articles: list[Article], seed: int) -> list[Example]:
-    """Held-out examples: each question's answer window (centred), and the same hard and
-    swapped negatives training gets."""
-    rng = random.Random(seed + 1)
-    out = []
-    for article in articles:
-        idf = idf_of(article)
-        entities = [e for p in article.paragraphs for e in entities_of(p.text)]
-        for q in article.questions:
-            pos = positive(q, article.paragraphs[q.paragraph], None)
-            if pos is None:
-                continue
-            out.append(pos)
-            for neg in (hard_negative(q, article, idf, rng), swapped(q, pos.window, entities, rng)):
-                if neg is not None:
-                    out.append(neg)
-    return out
 
 
 Predict = Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray]]

@@ -110,8 +110,10 @@ def tiny_squad(path: Path) -> Path:
     ]
     questions = {
         "Varnholm": [("When was the Varnholm lighthouse built?", "1871"), ("Who built it?", "Erik Lund"),
-                     ("How tall is the lighthouse?", "42 metres"), ("When was the lamp electrified?", "1923")],
-        "Ostra": [("Where is Ostra?", "the island of Skarv"), ("How many people live in Ostra?", "About 300"),
+                     ("How tall is the lighthouse?", "42 metres"),
+                     ("When was the lamp electrified?", "1923")],
+        "Ostra": [("Where is Ostra?", "the island of Skarv"),
+                  ("How many people live in Ostra?", "About 300"),
                   ("When does the ferry leave?", "noon")],
         "Brenna": [("What does the Brenna bridge cross?", "the river Ule"), ("When did it open?", "1964"),
                    ("Who designed the bridge?", "Anna Holm")],
