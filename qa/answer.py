@@ -13,6 +13,7 @@ say the same thing become corroborating citations instead of repeated quotes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,13 +104,25 @@ class SentenceReader:
     name = "sentence"
     default_threshold = DEFAULT_THRESHOLD
 
-    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float) -> Reading:
-        return read(data, passages, threshold)
+    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
+             avoid: tuple[str, ...] = ()) -> Reading:
+        reading = read(data, passages, threshold)
+        if reading.answer is None or not repeats(data, reading.answer, avoid):
+            return reading
+        other = read(data, passages, threshold, lambda s: not repeats(data, s, avoid))
+        return other if other.answer is not None else reading
 
 
-def read(data: IndexData, passages: list[Passage], threshold: float) -> Reading:
-    """Choose the answer sentence, or abstain when confidence is below threshold."""
-    cands = score(data, candidates(passages))
+def repeats(data: IndexData, sentence: int, earlier: tuple[str, ...]) -> bool:
+    """The sentence was quoted in one of the earlier answers."""
+    text = data.sentence_text(sentence).strip()
+    return any(text and text in quote for quote in earlier)
+
+
+def read(data: IndexData, passages: list[Passage], threshold: float,
+         allowed: Callable[[int], bool] = lambda sentence: True) -> Reading:
+    """Choose the answer sentence among those allowed, or abstain below threshold."""
+    cands = [c for c in score(data, candidates(passages)) if allowed(c.sentence)]
     if not cands:
         return Reading(None, None, 0.0)
     evidence = evidence_of(cands)

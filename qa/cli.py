@@ -71,6 +71,8 @@ def format_answer(result: dict, bold: bool = False) -> str:
     """Human-readable answer: the short answer (bold on a terminal), the quote with
     markers, then each source as path:line."""
     lines = []
+    if result.get("follow_up"):
+        lines.append(f"(read as a follow-up: {result['follow_up']})")
     if result["answerable"]:
         short = result.get("short_answer")
         if short:
@@ -113,9 +115,21 @@ def add_lines(result: dict, engine) -> dict:
     return result
 
 
+def _history(path: str | None) -> list:
+    """The earlier turns from a JSON file (or - for standard input), as the API takes them."""
+    if path is None:
+        return []
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise QAError(f"--history {path}: not a readable JSON file ({exc})") from None
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
+    history = _history(args.history)
     engine = _engine(args)
-    result = engine.ask(args.question, top_k=args.top_k)
+    result = engine.ask(args.question, history, top_k=args.top_k)
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
     else:
@@ -150,9 +164,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import calibration, evaluate, fit_confidence, threshold_sweep
+    from .evaluation import calibration, evaluate, fit_confidence, is_conversation_set, threshold_sweep
 
     readers = READERS if args.reader == "both" else (args.reader,)
+    if is_conversation_set(Path(args.dataset)):
+        return _eval_chains(args, readers)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         index_dir = args.index or work / "index"
@@ -177,6 +193,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{name} reader, thresholds (threshold, answered when answerable, abstained when unanswerable)")
         for t, answered, abstained in threshold_sweep(records):
             print(f"  {t:.2f}  {answered:.3f}  {abstained:.3f}")
+    return 0
+
+
+def _eval_chains(args: argparse.Namespace, readers: tuple[str, ...]) -> int:
+    from .evaluation import evaluate_chains
+
+    with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
+        work = Path(args.work_dir) if args.work_dir else Path(tmp)
+        results = evaluate_chains(Path(args.dataset), work, args.index or work / "index", args.model,
+                                  args.threshold, readers, args.reader_dir)
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False))
+        return 0
+    for name, figures in results.items():
+        print(f"{name} reader: {figures['chains_right']:.3f} of {figures['chains']} chains right; "
+              f"standalone turns made worse by history: {figures['standalone_made_worse']}")
+        for kind, share in figures["turns_right"].items():
+            print(f"  turns right, {kind:14s} {share:.3f}")
+        for line in figures["failures"]:
+            print(f"  wrong: {line}")
     return 0
 
 
@@ -233,6 +269,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer one question")
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print the answer JSON")
+    p.add_argument("--history", metavar="FILE",
+                   help='earlier turns, a JSON list of {"role": "user"|"assistant", "content": str} '
+                        "(- reads standard input); the JSON shows the query actually used")
     common(p)
     reader(p)
     p.set_defaults(func=cmd_ask)

@@ -1,22 +1,60 @@
-"""Turn a follow-up question into a standalone query using the earlier turns.
+"""Read a question in the light of the conversation, explainably and without a model.
 
-"What is her title?" means nothing alone; after "Who led the U.S.
-delegation?" and its answer it does. When a question leans on what came
-before (a pronoun, or too few words of its own), the previous question and
-answer are put in front of it for retrieval and reading.
+A question that stands on its own is answered as if there were no history. A
+follow-up is rewritten into the query that is actually searched and read, by
+rules that can be shown to the user (``Rewrite.why``):
+- elliptical, continuing the last question ("And the American side?", "What
+  about Moscow?"): the fragment takes the place of the matching phrase of the
+  last question ("Who headed the American side?"), or joins it;
+- a bare question word ("When?", "How many?", "Why?"): it asks about the last
+  question and its answer;
+- asking for more ("What else?", "Anything else?"): the last question again, and
+  the last answer is not repeated;
+- referring back with a pronoun or "that", "those", "there": the last question
+  and answer are added as context.
+A follow-up never repeats the last answer's quote when another one answers
+(``Rewrite.avoid``; the reader decides).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 MAX_TURNS = 20
 MAX_CHARS = 2000
-_REFERRING = {
-    "he", "she", "him", "her", "his", "hers", "it", "its", "they", "them", "their", "theirs",
-    "this", "these", "those", "former", "latter",
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*[A-Za-z]|[A-Za-z]")
+_QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "which", "how"}
+# Words that carry no subject of their own: with only these, a question leans on the last one.
+_EMPTY = _QUESTION_WORDS | {
+    "many", "much", "long", "often", "far", "old", "else", "more", "exactly", "about", "then", "so",
+    "is", "was", "are", "were", "did", "does", "do", "it", "that", "this", "the", "a", "an", "and",
+    "anything", "something", "tell", "me", "us", "please", "again", "also", "really", "of", "for",
 }
-_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
+_PERSONAL = {"he", "she", "him", "her", "his", "hers", "they", "them", "their", "theirs", "its", "it"}
+_DEMONSTRATIVE = {"this", "these", "those", "former", "latter"}
+_BE = {"is", "are", "was", "were", "be"}
+# "that" refers back after these ("What about that?", "Why did they do that?"); after a noun it
+# starts a relative clause ("the region that ..."), which stands on its own.
+_BEFORE_THAT = _BE | {"about", "of", "for", "with", "after", "before", "by", "from", "in", "on", "at",
+                      "did", "does", "do", "mean", "means", "cause", "caused", "like"}
+_CONTINUATIONS = ("and what about ", "and how about ", "what about ", "how about ", "what of ",
+                  "same for ", "and ", "but ", "or ", "also ")
+_MORE = re.compile(r"^(what|who|where|which|anything|something|tell me)\s+(else|more)\b|^(and\s+)?"
+                   r"(anything|something)\s+else\b|^(tell me )?more\b|^go on\b", re.IGNORECASE)
+_PREPOSITIONS = {"by", "in", "on", "at", "from", "with", "for", "since", "until", "after", "before",
+                 "during", "to", "through", "under", "into", "than"}
+_VERBS = _BE | {"did", "does", "do", "can", "could", "will", "would", "has", "have", "had", "should"}
+_DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "our", "this", "that", "these", "those"}
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """The query searched and read, and why; ``why`` is None for a standalone question."""
+
+    query: str
+    why: str | None = None
+    avoid: tuple[str, ...] = ()  # earlier answers not to repeat when another one answers
 
 
 class HistoryError(ValueError):
@@ -46,18 +84,113 @@ def validate_history(history: object) -> list[dict[str, str]]:
     return turns
 
 
-def is_follow_up(question: str) -> bool:
-    """True when the question refers back (pronouns) or has almost no words of its own."""
-    words = [w.lower() for w in _WORD.findall(question)]
-    return any(w in _REFERRING for w in words) or len(words) <= 2
+def _words(text: str) -> list[str]:
+    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
 
 
-def contextualize(question: str, history: list[dict[str, str]]) -> str:
-    """The query to retrieve and read with: the question, plus the last exchange if needed."""
-    if not history or not is_follow_up(question):
-        return question
-    last_user = next((t["content"] for t in reversed(history) if t["role"] == "user"), "")
-    last_answer = next((t["content"] for t in reversed(history) if t["role"] == "assistant"), "")
-    context = " ".join(x.strip() for x in (last_user, last_answer) if x.strip())
-    # The question leads: a reader that clips a long query keeps what is being asked.
-    return f"{question} {context}".strip() if context else question
+def _last(history: list[dict[str, str]], role: str) -> str:
+    return next((t["content"].strip() for t in reversed(history) if t["role"] == role), "")
+
+
+def _fragment(words: list[str]) -> bool:
+    """A phrase rather than a question of its own: "By which treaty?", "What year?"."""
+    if not words:
+        return False
+    if words[0] in _PREPOSITIONS and len(words) <= 5:
+        return True
+    return words[0] in _QUESTION_WORDS and len(words) <= 3 and not any(w in _VERBS for w in words)
+
+
+def _refers_back(question: str) -> str | None:
+    """The word by which the question points at something said before, or None."""
+    raw = _WORD.findall(question)
+    words = _words(question)
+    # A named subject ("When did Putin say his ...") gives a personal pronoun its referent.
+    named = any(w[0].isupper() and w.lower() not in _QUESTION_WORDS for w in raw[1:])
+    for i, w in enumerate(words):
+        before = words[i - 1] if i else ""
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if w in _PERSONAL and not named:
+            return w
+        if w in _DEMONSTRATIVE:
+            return w
+        if w == "that" and (i == 0 or after == "" or before in _BEFORE_THAT):
+            return w
+        if w == "there" and before not in _BE and after not in _BE:
+            return w
+    return None
+
+
+def _last_name(tokens: list[str], first: int) -> tuple[int, int] | None:
+    """The last run of capitalised words from index ``first`` on, as [start, end)."""
+    end = len(tokens)
+    while end > first and not tokens[end - 1][:1].isupper():
+        end -= 1
+    if end == first:
+        return None
+    start = end - 1
+    while start > first and tokens[start - 1][:1].isupper():
+        start -= 1
+    return start, end
+
+
+def _continue(fragment: str, last_question: str) -> str:
+    """The last question with the fragment in place of its matching phrase.
+
+    "the American side" replaces "the Russian side" in "Who headed the Russian side?"
+    (the same head word, back to its determiner); a name replaces the last name of the
+    last question ("And Georgia?" after "... into Ukraine?"). Otherwise the fragment is
+    added to the last question.
+    """
+    words = fragment.rstrip(" ?.!").split()
+    tokens = last_question.rstrip(" ?.!").split()
+    low = [t.lower().strip(",;:") for t in tokens]
+    if not words or not tokens:
+        return f"{last_question} {fragment}".strip()
+    head = words[-1].lower()
+    if head in low:
+        end = max(i for i, t in enumerate(low) if t == head)
+        start = end
+        while start > max(end - 4, 1) and low[start] not in _DETERMINERS:
+            start -= 1
+        if low[start] not in _DETERMINERS:
+            start = end
+        if words[0].lower() not in _DETERMINERS and low[start] in _DETERMINERS:
+            start += 1
+        return " ".join([*tokens[:start], *words, *tokens[end + 1 :]]) + "?"
+    name, old = _last_name(words, 0), _last_name(tokens, 1)
+    if name and old and name[1] == len(words):
+        return " ".join([*tokens[: old[0]], *words[name[0] :], *tokens[old[1] :]]) + "?"
+    return f"{last_question} {fragment}"
+
+
+def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
+    """The query to retrieve and read with, and the rule that made it (see the module)."""
+    last_question, last_answer = _last(history, "user"), _last(history, "assistant")
+    if not last_question:
+        return Rewrite(question)
+    avoid = (last_answer,) if last_answer else ()
+    text = question.strip()
+    lowered = text.lower()
+    if _MORE.match(lowered):
+        return Rewrite(last_question, "asks for more: the last question again, without its answer",
+                       avoid)
+    words = _words(text)
+    if words and all(w in _EMPTY for w in words):
+        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
+                       "no words of its own: asks about the last question and answer", avoid)
+    if _fragment(words):
+        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
+                       "a fragment, not a sentence: asks about the last question and answer", avoid)
+    for lead in _CONTINUATIONS:
+        if lowered.startswith(lead) and words and words[-1] not in _EMPTY and not _refers_back(text):
+            fragment = text[len(lead):].strip()
+            if _words(fragment) and _words(fragment)[0] in _QUESTION_WORDS:
+                break  # "And when did they meet?" is a question of its own, perhaps referring back
+            query = _continue(fragment, last_question)
+            return Rewrite(query, f"continues the last question: {query!r}", avoid)
+    word = _refers_back(text)
+    if word:
+        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
+                       f"refers back ({word!r}): the last question and answer added", avoid)
+    return Rewrite(question)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import store
 from .answer import Reading
-from .conversation import MAX_CHARS, contextualize, validate_history
+from .conversation import MAX_CHARS, rewrite, validate_history
 from .embedding import Embedder
 from .errors import QAError
 from .onnx_questions import question_encoder
@@ -95,15 +95,18 @@ class Engine:
             raise InvalidRequest(str(exc)) from None
         k = check_top_k(top_k)
         data = self.data
-        query = contextualize(question, turns)
+        said = rewrite(question, turns)
+        query = said.query
         passages = []
         reading = None
         if data.chunk_count and store.tokenize([query])[0]:
             vector = self.encode_question([query])[0]
             passages = retrieve(data, make_query(data, query, vector), max(k, 5))
-            reading = self.reader.read(data, passages, query, self.threshold)
+            reading = self.reader.read(data, passages, query, self.threshold, said.avoid)
         result = {
             "question": question,
+            "query": query,
+            "follow_up": said.why,
             "answer": "",
             "answerable": False,
             "confidence": round(reading.confidence, 4) if reading else 0.0,

@@ -210,3 +210,78 @@ def fit_confidence(records: list[dict]) -> np.ndarray:
     y = np.array([r["best_right"] for r in rows])
     model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
     return np.append(model.coef_[0], model.intercept_[0])
+
+
+def load_chains(path: Path, out_dir: Path) -> list[dict]:
+    """Write a conversation set's documents as files and return its chains."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        documents, chains = raw["documents"], raw["chains"]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for doc in documents:
+            name = Path(str(doc["name"])).name
+            with open(out_dir / name, "w", encoding="utf-8", newline="") as fh:
+                fh.write(str(doc["text"]))
+        for chain in chains:
+            for turn in chain["turns"]:
+                if not isinstance(turn["question"], str) or not isinstance(turn["expected"], list):
+                    raise TypeError("a turn needs a question and a list of expected texts")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise QAError(f"{path} is not a readable conversation set ({exc})") from None
+    return chains
+
+
+def is_conversation_set(path: Path) -> bool:
+    try:
+        return "chains" in json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _turn_right(result: dict, expected: list[str]) -> bool:
+    if not expected:
+        return not result["answerable"]
+    said = normalize(result["answer"])
+    return result["answerable"] and any(normalize(e) in said for e in expected)
+
+
+def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str | None = None,
+                    threshold: float | None = None, readers: tuple[str, ...] = READERS,
+                    reader_dir: Path | None = None) -> dict[str, dict]:
+    """Ask every chain turn by turn with its history; per reader, the share of chains and
+    turns right (by kind), and how many standalone turns history made worse than the
+    same question asked alone."""
+    corpus = work_dir / "corpus"
+    chains = load_chains(dataset, corpus)
+    build_index([corpus], index_dir, Embedder(model), report=lambda _: None, progress=False)
+    out = {}
+    for name in readers:
+        engine = Engine(index_dir, model, threshold, reader=name, reader_dir=reader_dir)
+        chains_right, by_kind, worse, failures = 0, {}, 0, []
+        for chain in chains:
+            history: list[dict[str, str]] = []
+            right = True
+            for i, turn in enumerate(chain["turns"]):
+                result = engine.ask(turn["question"], history)
+                ok = _turn_right(result, turn["expected"])
+                kind = turn.get("kind", "turn")
+                by_kind.setdefault(kind, []).append(ok)
+                if i and result["follow_up"] is None:
+                    alone = engine.ask(turn["question"])
+                    worse += _turn_right(alone, turn["expected"]) and not ok
+                if not ok:
+                    right = False
+                    said = (result["short_answer"] or {}).get("text") or result["answer"][:80]
+                    failures.append(f"{chain.get('id', '?')} turn {i + 1} ({kind}): {turn['question']!r} -> "
+                                    f"{said!r} (query {result['query'][:80]!r})")
+                history += [{"role": "user", "content": turn["question"]},
+                            {"role": "assistant", "content": result["answer"]}]
+            chains_right += right
+        out[engine.reader.name] = {
+            "chains": len(chains),
+            "chains_right": round(chains_right / len(chains), 4) if chains else 0.0,
+            "turns_right": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
+            "standalone_made_worse": worse,
+            "failures": failures,
+        }
+    return out

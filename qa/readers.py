@@ -23,8 +23,10 @@ class Reader(Protocol):
     name: str
     default_threshold: float
 
-    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float) -> Reading:
-        """The answer in the passages, or an abstention below threshold."""
+    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
+             avoid: tuple[str, ...] = ()) -> Reading:
+        """The answer in the passages, or an abstention below threshold; an answer quoted in
+        ``avoid`` (the last one, for a follow-up) only when nothing else answers."""
         ...
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .answer import Candidate, Reading, candidates, corroborating, score
+from .answer import Candidate, Reading, candidates, corroborating, repeats, score
 from .errors import QAError
 from .reader_windows import (
     Window,
@@ -39,6 +39,9 @@ WINDOWS = 4  # windows read per question, around the best distinct candidate sen
 # Abstain below this chance that the short answer is right; chosen on the SQuAD 2.0 dev
 # subset and the seeds' off-topic set (README, "Answer quality").
 DEFAULT_THRESHOLD = 0.3
+# A follow-up repeats the last answer's sentence only when no other window reaches this share
+# of its confidence (and the threshold): the same sentence may well hold the new answer.
+AVOID_RATIO = 0.5
 
 
 class ReaderUnavailable(QAError):
@@ -153,7 +156,8 @@ class SpanReader:
             covered.update(range(first + lo, first + hi))
         return out
 
-    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float) -> Reading:
+    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
+             avoid: tuple[str, ...] = ()) -> Reading:
         cands = score(data, candidates(passages))
         if not cands:
             return Reading(None, None, 0.0)
@@ -171,7 +175,12 @@ class SpanReader:
                 window, first, calibrated(self.calibration, logit, log_prob), (logit, log_prob),
                 (window.start + span.start, window.start + span.end) if span else None,
                 first + (span.sentence if span else 0)))
-        best = max(reads, key=lambda r: r.confidence)
+        reads.sort(key=lambda r: -r.confidence)
+        best = reads[0]
+        if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
+            floor = max(threshold, AVOID_RATIO * best.confidence)
+            best = next((r for r in reads if r.confidence >= floor and r.short is not None
+                         and not repeats(data, r.sentence, avoid)), best)
         evidence = np.array(best.evidence)
         if best.confidence < threshold or best.short is None:
             return Reading(best.sentence, None, best.confidence, evidence, short=best.short)

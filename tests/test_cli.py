@@ -28,7 +28,8 @@ def test_ask_builds_default_index_then_answers_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "building index" in proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"question", "answer", "answerable", "confidence", "short_answer", "citations",
+    assert set(result) == {"question", "query", "follow_up", "answer", "answerable", "confidence",
+        "short_answer", "citations",
                            "passages", "took_ms"}
     cite = result["citations"][0]
     with open(tmp_path / "seeds" / cite["source"], encoding="utf-8") as fh:

@@ -8,7 +8,8 @@ import pytest
 
 from qa.engine import InvalidRequest
 
-KEYS = {"question", "answer", "answerable", "confidence", "short_answer", "citations", "passages", "took_ms"}
+KEYS = {"question", "query", "follow_up", "answer", "answerable", "confidence",
+        "short_answer", "citations", "passages", "took_ms"}
 
 
 def check_quotes(result: dict, text: str) -> None:

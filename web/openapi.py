@@ -76,6 +76,11 @@ SCHEMAS: dict[str, dict] = {
     }, required=["text", "source", "start", "end"]),
     "Answer": _obj({
         "question": {"type": "string"},
+        "query": {"type": "string", "description": "what was searched and read: the question, or for "
+                                                   "a follow-up the question rewritten with the history"},
+        "follow_up": {"type": "string", "nullable": True,
+                      "description": "why the question was read as a follow-up, and how; null: it "
+                                     "stands on its own and was answered as if there were no history"},
         "answer": {"type": "string", "description": "a quote from the sources (the sentence that holds "
                                                     "the short answer); empty when abstaining"},
         "answerable": {"type": "boolean", "description": "false: the sources don't say"},
