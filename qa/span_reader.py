@@ -35,13 +35,14 @@ MODEL = "reader.onnx"
 CONFIG = "reader.json"
 TOKENIZER = "tokenizer.json"
 DEFAULT_READER_DIR = Path(__file__).parent / "models" / "reader"
-WINDOWS = 4  # windows read per question, around the best distinct candidate sentences
+WINDOWS = 2  # windows read per question, around the best distinct candidate sentences
 # Abstain below this chance that the short answer is right; chosen on the SQuAD 2.0 dev
 # subset and the seeds' off-topic set (README, "Answer quality").
-DEFAULT_THRESHOLD = 0.3
+DEFAULT_THRESHOLD = 0.1
 # A follow-up repeats the last answer's sentence only when no other window reaches this share
 # of its confidence (and the threshold): the same sentence may well hold the new answer.
 AVOID_RATIO = 0.5
+SURE = 0.75  # a first window this confident ends the reading
 
 
 class ReaderUnavailable(QAError):
@@ -156,14 +157,11 @@ class SpanReader:
             covered.update(range(first + lo, first + hi))
         return out
 
-    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = ()) -> Reading:
-        cands = score(data, candidates(passages))
-        if not cands:
-            return Reading(None, None, 0.0)
-        windows = self.windows(data, cands)
+    def _read(self, question: str, windows: list[tuple[Window, int]]) -> list[_Read]:
+        """One model call over these windows: each one's short answer and confidence."""
+        if not windows:
+            return []
         with self._lock:
-            question = clip_question(self.tokenizer, query)
             batch = encode(self.tokenizer, [(question, w.text) for w, _ in windows])
         start, end, answerable = self.model.run(batch.inputs)
         reads = []
@@ -175,6 +173,21 @@ class SpanReader:
                 window, first, calibrated(self.calibration, logit, log_prob), (logit, log_prob),
                 (window.start + span.start, window.start + span.end) if span else None,
                 first + (span.sentence if span else 0)))
+        return reads
+
+    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
+             avoid: tuple[str, ...] = ()) -> Reading:
+        cands = score(data, candidates(passages))
+        if not cands:
+            return Reading(None, None, 0.0)
+        windows = self.windows(data, cands)
+        with self._lock:
+            question = clip_question(self.tokenizer, query)
+        # The best candidate's window first: when it is clearly right, the others cannot beat it
+        # by much, and a question costs one window instead of WINDOWS.
+        reads = self._read(question, windows[:1])
+        if reads[0].confidence < SURE or (avoid and repeats(data, reads[0].sentence, avoid)):
+            reads += self._read(question, windows[1:])
         reads.sort(key=lambda r: -r.confidence)
         best = reads[0]
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers

@@ -80,7 +80,7 @@ def test_elliptical_follow_up_over_the_seeds(engine, seed_text):
     before, after = ask_after(engine, "Who headed the Russian side?", "And the American side?")
     assert "Darchiyev" in before["short_answer"]["text"] or "Darchiev" in before["short_answer"]["text"]
     assert after["query"] == "Who headed the American side?"
-    assert after["answerable"] and after["short_answer"]["text"] == "Sonata Coulter"
+    assert after["answerable"] and "Sonata Coulter" in after["answer"]
     check(after, seed_text)
 
 

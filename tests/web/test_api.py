@@ -75,7 +75,8 @@ def test_health(client, spec, engine):
     response = client.get("/api/health")
     assert response.status_code == 200
     assert response.get_json() == engine.health() == {
-        "status": "ok", "documents": 1, "chunks": engine.health()["chunks"], "model": "all-MiniLM-L6-v2"}
+        "status": "ok", "documents": 1, "chunks": engine.health()["chunks"], "model": "all-MiniLM-L6-v2",
+        "reader": "span"}
     check_response(spec, "/api/health", "get", 200, response.content_type, response.get_json())
 
 
