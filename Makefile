@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-QUESTION ?= Who led the U.S. delegation?
+QUESTION ?= When did Russia send troops into Ukraine?
 
 .PHONY: run ask serve test lint install browser
 
