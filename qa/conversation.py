@@ -52,9 +52,14 @@ _DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "our", "this", "
 class Rewrite:
     """The query searched and read, and why; ``why`` is None for a standalone question."""
 
-    query: str
+    query: str  # what retrieval searches with
     why: str | None = None
     avoid: tuple[str, ...] = ()  # earlier answers not to repeat when another one answers
+    read: str = ""  # what the reader reads in the windows found; empty: the query
+
+    @property
+    def reader_question(self) -> str:
+        return self.read or self.query
 
 
 class HistoryError(ValueError):
@@ -192,5 +197,6 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
     word = _refers_back(text)
     if word:
         return Rewrite(f"{text} {last_question} {last_answer}".strip(),
-                       f"refers back ({word!r}): the last question and answer added", avoid)
+                       f"refers back ({word!r}): the last question and answer added", avoid,
+                       f"{text} {last_question}")
     return Rewrite(question)

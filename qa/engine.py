@@ -102,7 +102,7 @@ class Engine:
         if data.chunk_count and store.tokenize([query])[0]:
             vector = self.encode_question([query])[0]
             passages = retrieve(data, make_query(data, query, vector), max(k, 5))
-            reading = self.reader.read(data, passages, query, self.threshold, said.avoid)
+            reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid)
         result = {
             "question": question,
             "query": query,
