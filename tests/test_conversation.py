@@ -103,7 +103,8 @@ def test_topic_change_is_answered_as_if_alone(engine):
 
 
 def test_reader_reads_a_reference_with_the_last_question_not_the_long_quote():
-    said = rewrite("What is her title?", history("Who led the U.S. delegation?", "Sonata Coulter, a long quote."))
+    said = rewrite("What is her title?",
+                   history("Who led the U.S. delegation?", "Sonata Coulter, a long quote."))
     assert said.query.endswith("Sonata Coulter, a long quote.")  # retrieval gets everything
     assert said.reader_question == "What is her title? Who led the U.S. delegation?"
     plain = rewrite("And the American side?", history("Who headed the Russian side?"))
