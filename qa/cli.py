@@ -321,9 +321,9 @@ def parser() -> argparse.ArgumentParser:
                         "needed on any host but loopback)")
     p.add_argument("--insecure", action="store_true",
                    help="serve on a non-loopback host without a token (prints a warning)")
-    p.add_argument("--rate-limit", default="120/minute;20/second", metavar="LIMIT",
-                   help="questions per client address on /api/ask, e.g. 60/minute "
-                        "(default 120/minute;20/second; 0 or off: no limit)")
+    p.add_argument("--rate-limit", default=None, metavar="LIMIT",
+                   help="questions per client address on /api/ask, e.g. 60/minute; 0 or off: no limit "
+                        "(default: off on loopback without a token, else 120/minute;20/second)")
     p.set_defaults(func=cmd_serve)
     return top
 

@@ -61,11 +61,14 @@ def settings(args: argparse.Namespace, warn: Callable[[str], None] = _warn) -> S
             raise UsageError(f"unusable token: {problem}")
         if len(token) < MIN_TOKEN_CHARS:
             warn(f"qa: warning: the token is shorter than {MIN_TOKEN_CHARS} characters and easy to guess")
+    loopback = is_loopback(args.host)
+    limit_text = getattr(args, "rate_limit", None)
+    if limit_text is None:  # a limit protects a server others can reach; local scripts need none
+        limit_text = "off" if loopback and token is None else DEFAULT_RATE_LIMIT
     try:
-        limit = rate_limit_setting(getattr(args, "rate_limit", DEFAULT_RATE_LIMIT))
+        limit = rate_limit_setting(limit_text)
     except BadSetting as exc:
         raise UsageError(str(exc)) from None
-    loopback = is_loopback(args.host)
     insecure = bool(getattr(args, "insecure", False))
     if not loopback and token is None:
         if not insecure:

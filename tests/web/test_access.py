@@ -113,12 +113,21 @@ def test_bad_rate_limits_are_refused(value):
         rate_limit_setting(value)
 
 
-def test_default_rate_limit_is_on():
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], None),  # loopback, no token: local scripts are never limited
+    (["--host", "::1"], None),
+    (["--token", TOKEN], DEFAULT_RATE_LIMIT),
+    (["--host", "0.0.0.0", "--insecure"], DEFAULT_RATE_LIMIT),
+    (["--host", "0.0.0.0", "--token", TOKEN], DEFAULT_RATE_LIMIT),
+    (["--rate-limit", "10/minute"], "10/minute"),
+    (["--token", TOKEN, "--rate-limit", "off"], None),
+])
+def test_default_rate_limit_depends_on_who_can_reach_the_server(argv, expected, monkeypatch):
     from qa.cli import parser
 
-    args = parser().parse_args(["serve"])
-    assert args.rate_limit == DEFAULT_RATE_LIMIT and args.token is None and args.insecure is False
-    assert settings(args).rate_limit == DEFAULT_RATE_LIMIT
+    monkeypatch.delenv("QA_TOKEN", raising=False)
+    args = parser().parse_args(["serve", *argv])
+    assert settings(args, warn=lambda _: None).rate_limit == expected
 
 
 # ---- the app with a token, in-process ----

@@ -135,6 +135,18 @@ def test_concurrent_requests_all_succeed(server, seed_text):
             assert seed_text[p["start"]:p["end"]] == p["text"]
 
 
+def test_loopback_scripts_are_not_rate_limited_by_default(seed_index, tmp_path):
+    """A local script asking 300 questions in a burst gets 300 answers, not 429s."""
+    srv = start_server(seed_index, tmp_path / "server.log", rate_limit=None)
+    questions = [DELEGATION, "When did Russia send troops into Ukraine?", "How tall is Mount Everest?"] * 100
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(lambda q: srv.post_json("/api/ask", {"question": q})[0], questions))
+    finally:
+        srv.stop()
+    assert statuses == [200] * 300
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stops_cleanly(seed_index, tmp_path, sig):
     srv = start_server(seed_index, tmp_path / "server.log", threads=2)

@@ -123,13 +123,17 @@ def http(url: str, method: str = "GET", data: bytes | None = None,
 
 
 def start_server(index: Path, log: Path, threads: int = 4, timeout: float = 180,
-                 rate_limit: str = "off", token: str | None = None, extra: tuple[str, ...] = ()) -> Server:
+                 rate_limit: str | None = "off", token: str | None = None,
+                 extra: tuple[str, ...] = ()) -> Server:
     """Start ``python -m qa.cli serve`` on 127.0.0.1, port 0; wait until /api/health answers.
 
-    The rate limit is off unless asked for: tests fire requests faster than any person.
+    The rate limit is off unless asked for (tests fire requests faster than any person);
+    None leaves ``--rate-limit`` out, so the server's own default applies.
     """
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--index", str(index), "--host", "127.0.0.1",
-           "--port", "0", "--threads", str(threads), "--rate-limit", rate_limit, *extra]
+           "--port", "0", "--threads", str(threads), *extra]
+    if rate_limit is not None:
+        cmd += ["--rate-limit", rate_limit]
     if token is not None:
         cmd += ["--token", token]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
