@@ -1,4 +1,4 @@
-"""The ``qa`` command: index, ask, chat, eval and serve.
+"""The ``qa`` command: index, ask, chat, eval, serve and mcp.
 
 Exit codes: 0 when it answered (or abstained), 2 for usage errors, 1 for
 anything else; every error is one line on stderr, never a traceback.
@@ -238,6 +238,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args, config)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import serve
+
+    return serve(lambda: _engine(args))  # stdout carries only the protocol; notes go to stderr
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="qa", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -321,10 +327,19 @@ def parser() -> argparse.ArgumentParser:
                         "needed on any host but loopback)")
     p.add_argument("--insecure", action="store_true",
                    help="serve on a non-loopback host without a token (prints a warning)")
+    p.add_argument("--uploads", type=Path, default=None, metavar="DIR",
+                   help="where files added from the page go (default: uploads/ in the indexed folder)")
+    p.add_argument("--read-only", action="store_true",
+                   help="no uploads or deletes through the page or the API")
     p.add_argument("--rate-limit", default=None, metavar="LIMIT",
                    help="questions per client address on /api/ask, e.g. 60/minute; 0 or off: no limit "
                         "(default: off on loopback without a token, else 120/minute;20/second)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="serve the engine to AI agents over stdio (Model Context Protocol)")
+    common(p)
+    reader(p, top_k=False)
+    p.set_defaults(func=cmd_mcp)
     return top
 
 

@@ -29,15 +29,15 @@ class InvalidRequest(QAError):
     """The question, history or top_k the caller gave cannot be used."""
 
 
-def check_question(question: object) -> str:
+def check_question(question: object, name: str = "question") -> str:
     if not isinstance(question, str):
-        raise InvalidRequest("question must be a string")
+        raise InvalidRequest(f"{name} must be a string")
     if not question.strip():
-        raise InvalidRequest("question is empty")
+        raise InvalidRequest(f"{name} is empty")
     if len(question) > MAX_CHARS:
-        raise InvalidRequest(f"question is longer than {MAX_CHARS} characters")
+        raise InvalidRequest(f"{name} is longer than {MAX_CHARS} characters")
     if "\x00" in question:
-        raise InvalidRequest("question contains a null character")
+        raise InvalidRequest(f"{name} contains a null character")
     return question.strip()
 
 
@@ -84,6 +84,20 @@ class Engine:
         """Answer one question; the returned dict is the answer JSON."""
         return self.answer(question, history, top_k)[0]
 
+    def search(self, query: object, top_k: object = None) -> list[dict]:
+        """Retrieval only: the best passages for ``query``, as the answer JSON's ``passages`` lists them."""
+        query = check_question(query, "query")
+        k = check_top_k(top_k)
+        data = self.data
+        return [self._passage(data, p.chunk, p.score) for p in self._retrieve(data, query, k)]
+
+    def _retrieve(self, data: store.IndexData, query: str, n: int) -> list:
+        """The n best chunks for the query (none for an empty index or a query of stop words only)."""
+        if not data.chunk_count or not store.tokenize([query])[0]:
+            return []
+        vector = self.encode_question([query])[0]
+        return retrieve(data, make_query(data, query, vector), n)
+
     def answer(self, question: object, history: object = None,
                top_k: object = None) -> tuple[dict, Reading | None]:
         """The answer JSON and the reader's verdict behind it (for evaluation)."""
@@ -97,11 +111,9 @@ class Engine:
         data = self.data
         said = rewrite(question, turns)
         query = said.query
-        passages = []
+        passages = self._retrieve(data, query, max(k, 5))
         reading = None
-        if data.chunk_count and store.tokenize([query])[0]:
-            vector = self.encode_question([query])[0]
-            passages = retrieve(data, make_query(data, query, vector), max(k, 5))
+        if passages:
             reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid)
         result = {
             "question": question,

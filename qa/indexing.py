@@ -6,6 +6,7 @@ the previous build; only new or changed ones are embedded again.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,19 @@ class BuildReport:
 
 
 @dataclass
+class Progress:
+    """How far a running build is, for whoever watches it from another thread."""
+
+    documents_done: int = 0
+    documents_total: int = 0
+    chunks_done: int = 0
+    chunks_total: int = 0  # chunks to embed: unchanged documents keep their vectors
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
 class _Part:
     """One document's share of the index: its spans (relative) and vectors."""
 
@@ -62,9 +76,15 @@ def build_index(
     rebuild: bool = False,
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     progress: bool | None = None,
+    tracker: Progress | None = None,
 ) -> BuildReport:
-    """Index the sources into index_dir, reusing what an earlier build already embedded."""
+    """Index the sources into index_dir, reusing what an earlier build already embedded.
+
+    The manifest records the source roots (so a server can add documents to the same
+    corpus) and, per document, its file, size and when its content was indexed.
+    """
     started = time.perf_counter()
+    tracker = tracker or Progress()
     settings = settings or ChunkSettings(limit_tokens=embedder.max_tokens - 2)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -72,14 +92,20 @@ def build_index(
     with store.build_lock(index_dir):
         previous = None if rebuild else _previous(index_dir, embedder, settings, report)
         old_parts = _split_previous(previous) if previous else {}
+        old_info = previous.manifest.get("document_info", {}) if previous else {}
         parts: list[_Part] = []
         fresh: list[_Part] = []
-        for item in find_files(sources, report):
+        info: dict[str, dict] = {}
+        files = find_files(sources, report)
+        tracker.documents_total = len(files)
+        for item in files:
             part = _reuse_or_read(item, old_parts, report, result)
+            tracker.documents_done += 1
             if part is None:
                 continue
             if part.sentence_vectors is None:
                 fresh.append(part)
+            info[item.source] = _info(item.path, part, old_info.get(item.source))
             parts.append(part)
         if not parts:
             raise NoDocuments(
@@ -87,12 +113,14 @@ def build_index(
                 + " (supported: .txt .md .html .htm .pdf)"
             )
         result.removed = len(set(old_parts) - {p.document.source for p in parts})
-        _chunk_and_embed(fresh, embedder, settings, progress)
+        _chunk_and_embed(fresh, embedder, settings, progress, tracker)
         manifest = {
             "model": embedder.name,
             "dimension": embedder.dimension,
             "chunking": settings.as_dict(),
+            "sources": [os.path.abspath(s) for s in sources],
             "documents": {p.document.source: p.document.sha256 for p in parts},
+            "document_info": info,
         }
         spans, chunk_vectors, sentence_vectors = _assemble(parts, embedder.dimension)
         docs = [p.document for p in parts]
@@ -158,7 +186,20 @@ def _reuse_or_read(item: SourceFile, old: dict[str, _Part], report, result: Buil
     return _Part(document, np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
 
 
-def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSettings, progress: bool) -> None:
+def _info(path: Path, part: _Part, old: dict | None) -> dict:
+    """Where a document's file is, its size, and when this content was first indexed."""
+    unchanged = isinstance(old, dict) and part.sentence_vectors is not None
+    when = (old.get("indexed_at") if unchanged else None) or time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                           time.gmtime())
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0
+    return {"path": os.path.abspath(path), "bytes": size, "indexed_at": when}
+
+
+def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSettings, progress: bool,
+                     tracker: Progress) -> None:
     chunked = chunk_many([p.document.text for p in parts], embedder.count_tokens, settings)
     for part, (sentences, chunks) in zip(parts, chunked):
         part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
@@ -169,7 +210,8 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
     # Sentence spans relative to their chunk: sentence vectors come from the chunk's pass.
     spans = [[(int(p.sentences[k][0] - a), int(p.sentences[k][1] - a)) for k in range(f, last)]
              for p in parts for a, _, f, last in p.chunks]
-    c_vec, s_vec = _encode(embedder, chunk_texts, spans, progress)
+    tracker.chunks_total = len(chunk_texts)
+    c_vec, s_vec = _encode(embedder, chunk_texts, spans, progress, tracker)
     i = j = 0
     for part in parts:
         part.sentence_vectors = s_vec[i : i + len(part.sentences)]
@@ -179,11 +221,16 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
 
 
 def _encode(embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]],
-            progress: bool) -> tuple[np.ndarray, np.ndarray]:
+            progress: bool, tracker: Progress) -> tuple[np.ndarray, np.ndarray]:
     """Chunk vectors and their sentences' vectors, all in one call (the embedder batches
     the whole build by length), with a progress bar on a terminal."""
     with tqdm(total=len(texts), unit="chunk", desc="embedding", disable=not progress) as bar:
-        chunks, sentences = embedder.encode_with_spans(texts, spans, done=bar.update)
+
+        def done(n: int) -> None:
+            tracker.chunks_done += n
+            bar.update(n)
+
+        chunks, sentences = embedder.encode_with_spans(texts, spans, done=done)
     if not sentences:
         return chunks, np.zeros((0, embedder.dimension), np.float32)
     return chunks, np.concatenate(sentences).reshape(-1, embedder.dimension)

@@ -24,6 +24,7 @@ from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from qa.engine import Engine
+from qa.library import Library, Upload
 
 from . import errors
 from .errors import ApiError
@@ -32,6 +33,8 @@ from .reloading import IndexWatcher
 from .security import SECURITY_HEADERS, bearer_matches, host_name, is_loopback
 
 ASK_KEYS = frozenset({"question", "history", "top_k"})
+UPLOAD_FIELDS = frozenset({"file", "replace"})
+_YES, _NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 DEFAULT_RATE_LIMIT = "120/minute;20/second"
 _OFF = ("", "0", "off", "none")
 
@@ -55,12 +58,14 @@ def rate_limit_setting(value: str | None) -> str | None:
 
 
 def create_app(engine: Engine | None, *, token: str | None = None, rate_limit: str | None = None,
-               trusted_hosts_only: bool = True, watcher: IndexWatcher | None = None) -> Flask:
+               trusted_hosts_only: bool = True, watcher: IndexWatcher | None = None,
+               library: Library | None = None) -> Flask:
     """Build the app around an already loaded engine (None: every API call answers 503).
 
     token: required as ``Authorization: Bearer`` on every /api/* call. rate_limit: per
     client address on /api/ask (None: no limit). trusted_hosts_only: without a token,
     answer only requests addressed to a loopback name. watcher: polled on API calls.
+    library: the engine's documents, for /api/documents (None: listed, never changed).
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = errors.MAX_BODY_BYTES
@@ -74,6 +79,13 @@ def create_app(engine: Engine | None, *, token: str | None = None, rate_limit: s
         if engine is None:
             raise ApiError(503, "no_index", "no index loaded; build one with: qa index SOURCES")
         return engine
+
+    def documents() -> Library:
+        nonlocal library
+        eng = loaded()
+        if library is None:  # listed, never changed (made on first use: the index may be broken)
+            library = Library(eng, read_only=True)
+        return library
 
     @app.before_request
     def _access() -> None:
@@ -141,6 +153,41 @@ def create_app(engine: Engine | None, *, token: str | None = None, rate_limit: s
         if text is None:
             raise ApiError(404, "unknown_source", f"no indexed document is called {source!r}")
         return jsonify({"source": source, "text": text})
+
+    @app.get("/api/documents")
+    def list_documents() -> Response:
+        lib = documents()
+        return jsonify({**lib.status(), "documents": lib.documents()})
+
+    @app.post("/api/documents")
+    def upload() -> tuple[Response, int, dict[str, str]]:
+        lib = documents()
+        if request.mimetype != "multipart/form-data":
+            raise ApiError(415, "unsupported_media_type",
+                           "send the files as multipart/form-data in the form field 'file'")
+        request.max_content_length = errors.MAX_UPLOAD_BYTES
+        form, files = request.form, request.files  # over the limit: 413 before the body is parsed
+        unknown = sorted((set(form) | set(files)) - UPLOAD_FIELDS)
+        if unknown:
+            raise ApiError(400, "invalid_upload", f"unknown form field(s): {', '.join(unknown)}; "
+                           "send the files in 'file' and, to replace files of the same name, replace=true")
+        if "file" in form:
+            raise ApiError(400, "invalid_upload", "the field 'file' must hold files, not text")
+        replace = form.get("replace", "").strip().lower()
+        if replace not in _YES + _NO:
+            raise ApiError(400, "invalid_upload", "replace must be true or false")
+        job = lib.add([Upload(f.filename or "", f.stream) for f in files.getlist("file")],
+                      replace=replace in _YES)
+        return jsonify({"job": job.id}), 202, {"Location": f"/api/jobs/{job.id}"}
+
+    @app.get("/api/jobs/<job_id>")
+    def job(job_id: str) -> Response:
+        return jsonify(documents().job(job_id).as_dict())
+
+    @app.delete("/api/documents/<path:source>")
+    def delete_document(source: str) -> tuple[Response, int, dict[str, str]]:
+        job = documents().remove(source)
+        return jsonify({"job": job.id}), 202, {"Location": f"/api/jobs/{job.id}"}
 
     return app
 

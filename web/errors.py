@@ -10,8 +10,11 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from qa.engine import InvalidRequest
+from qa.library import Refused
+from qa.sources import MAX_BYTES
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024  # JSON requests
+MAX_UPLOAD_BYTES = MAX_BYTES + (1 << 20)  # POST /api/documents: the largest file plus the form around it
 
 # Short machine-readable codes and messages a person can act on, by HTTP status.
 CODES: dict[int, tuple[str, str]] = {
@@ -19,13 +22,23 @@ CODES: dict[int, tuple[str, str]] = {
     401: ("unauthorized", "this server needs an access token: send Authorization: Bearer TOKEN"),
     404: ("not_found", "nothing here; GET /openapi.json lists the endpoints"),
     405: ("method_not_allowed", "this method is not allowed here"),
-    413: ("payload_too_large", f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB"),
+    413: ("payload_too_large", f"the request body is too large (at most {MAX_BODY_BYTES // 1024} KiB of "
+          f"JSON, or {MAX_UPLOAD_BYTES >> 20} MiB of uploaded files)"),
+    422: ("unreadable", "the file could not be read"),
     415: ("unsupported_media_type", "send the body as JSON with Content-Type: application/json"),
     429: ("rate_limited", "too many requests from this address; wait and try again"),
     431: ("headers_too_large", "the request headers are too large"),
     500: ("internal_error", "internal error; the server log has the details"),
     501: ("not_implemented", "this server does not support that"),
     503: ("no_index", "no index loaded; build one with: qa index SOURCES"),
+}
+
+
+# The statuses of the changes a Library refuses, by its code.
+REFUSED: dict[str, int] = {
+    "invalid_upload": 400, "read_only": 403, "not_uploaded": 403, "unknown_source": 404,
+    "unknown_job": 404, "uploads_unavailable": 409, "exists": 409, "too_large": 413,
+    "unsupported_type": 415, "unreadable": 422,
 }
 
 
@@ -49,6 +62,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(Refused)
+    def _refused(exc: Refused) -> Response:
+        return error_response(REFUSED.get(exc.code, 400), exc.code, str(exc))
 
     @app.errorhandler(InvalidRequest)
     def _invalid(exc: InvalidRequest) -> Response:

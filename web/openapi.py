@@ -11,8 +11,9 @@ from importlib import metadata
 
 from qa.conversation import MAX_CHARS, MAX_TURNS
 from qa.engine import MAX_TOP_K
+from qa.library import MAX_FILES
 
-from .errors import MAX_BODY_BYTES
+from .errors import MAX_BODY_BYTES, MAX_UPLOAD_BYTES
 
 
 def _ref(name: str) -> dict:
@@ -111,16 +112,60 @@ SCHEMAS: dict[str, dict] = {
             "message": {"type": "string", "description": "what went wrong, for a person"},
         }),
     }),
+    "DocumentList": _obj({
+        "documents": {"type": "array", "items": _ref("Document")},
+        "uploads": {"type": "boolean", "description": "whether files can be added and removed here"},
+        "read_only": {"type": "boolean", "description": "started with --read-only"},
+        "folder": {"type": "string", "nullable": True,
+                   "description": "where uploads go, relative to the indexed folder"},
+        "reason": {"type": "string", "nullable": True, "description": "why uploads are off, if they are"},
+        "formats": {"type": "array", "items": {"type": "string"}, "description": "accepted file suffixes"},
+        "max_bytes": {"type": "integer", "description": "the largest file accepted"},
+        "max_files": {"type": "integer", "description": "the most files in one upload"},
+    }),
+    "Document": _obj({
+        "source": {"type": "string", "description": "the name citations give"},
+        "bytes": {"type": "integer", "minimum": 0, "nullable": True, "description": "file size when indexed"},
+        "chunks": {"type": "integer", "minimum": 0, "description": "passages it was cut into"},
+        "indexed_at": {"type": "string", "nullable": True,
+                       "description": "UTC time this content was indexed (ISO 8601)"},
+        "uploaded": {"type": "boolean",
+                     "description": "added through this server; only these can be deleted"},
+    }),
+    "Upload": _obj({
+        "file": {"type": "array", "minItems": 1, "maxItems": MAX_FILES,
+                 "items": {"type": "string", "format": "binary"},
+                 "description": "the files; the name is reduced to a plain base name"},
+        "replace": {"type": "string", "enum": ["true", "false"], "default": "false",
+                    "description": "replace uploaded files of the same name (else 409)"},
+    }, required=["file"]),
+    "JobStarted": _obj({"job": {"type": "string", "description": "GET /api/jobs/{job} follows it"}}),
+    "Job": _obj({
+        "id": {"type": "string"},
+        "action": {"type": "string", "enum": ["add", "delete"]},
+        "files": {"type": "array", "items": {"type": "string"}},
+        "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+        "progress": _obj({k: {"type": "integer", "minimum": 0} for k in (
+            "documents_done", "documents_total", "chunks_done", "chunks_total")}),
+        "messages": {"type": "array", "items": {"type": "string"},
+                     "description": "one line per skipped file, as qa index prints it"},
+        "summary": {"type": "string", "nullable": True, "description": "what the build did, once done"},
+        "error": {"type": "string", "nullable": True, "description": "why it failed"},
+    }),
 }
 
 _ERRORS = {
     "400": "malformed JSON (also NaN, Infinity, a key twice, a lone surrogate), missing or invalid "
            "question, history or top_k, or unknown fields; or the Host is not trusted",
     "401": "this server needs a token: send Authorization: Bearer TOKEN",
-    "404": "no such endpoint or document",
+    "403": "this server is read-only, or the document was not uploaded here",
+    "404": "no such endpoint, document or job",
     "405": "method not allowed",
-    "413": f"body larger than {MAX_BODY_BYTES // 1024} KiB",
-    "415": "body is not application/json",
+    "409": "a file of that name exists (send replace=true), or this index cannot take uploads",
+    "413": f"body larger than {MAX_BODY_BYTES // 1024} KiB (uploads: {MAX_UPLOAD_BYTES >> 20} MiB), "
+           "or a file over the size limit",
+    "415": "body is not application/json (uploads: not multipart/form-data, or a file type not accepted)",
+    "422": "a file that cannot be read (broken, encrypted, no text): nothing was written",
     "429": "too many questions from this client address; retry after Retry-After seconds",
     "500": "a bug: reported without details, logged by the server",
     "503": "no index loaded",
@@ -172,6 +217,49 @@ def _paths() -> dict:
             "parameters": [{"name": "source", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
             "responses": {"200": _json("Source", "the document's text"),
+                          **_errors("400", "401", "404", "405", "500", "503")},
+            "security": _API_SECURITY,
+        }},
+        "/api/documents": {
+            "get": {
+                "summary": "Every indexed document, and whether files can be added here",
+                "operationId": "listDocuments",
+                "responses": {"200": _json("DocumentList", "the documents of the index"),
+                              **_errors("400", "401", "405", "500", "503")},
+                "security": _API_SECURITY,
+            },
+            "post": {
+                "summary": "Add files to the corpus and index them in the background",
+                "description": "Every file is checked (name, type, size, readable text) before it is "
+                               "written; one refused file refuses the request. The files go into the "
+                               "uploads folder and one job at a time indexes them; questions are answered "
+                               "from the last published index meanwhile.",
+                "operationId": "uploadDocuments",
+                "requestBody": {"required": True,
+                                "content": {"multipart/form-data": {"schema": _ref("Upload")}}},
+                "responses": {"202": {**_json("JobStarted", "the job that indexes the files"),
+                                      "headers": {"Location": {"schema": {"type": "string"}}}},
+                              **_errors("400", "401", "403", "405", "409", "413", "415", "422", "500",
+                                        "503")},
+                "security": _API_SECURITY,
+            },
+        },
+        "/api/documents/{source}": {"delete": {
+            "summary": "Remove an uploaded document from disk and from the index",
+            "description": "Only documents uploaded through this server can be removed (403 otherwise).",
+            "operationId": "deleteDocument",
+            "parameters": [{"name": "source", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"202": {**_json("JobStarted", "the job that re-indexes without it"),
+                                  "headers": {"Location": {"schema": {"type": "string"}}}},
+                          **_errors("400", "401", "403", "404", "405", "409", "500", "503")},
+            "security": _API_SECURITY,
+        }},
+        "/api/jobs/{job_id}": {"get": {
+            "summary": "The state and progress of an indexing job",
+            "operationId": "job",
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json("Job", "the job"),
                           **_errors("400", "401", "404", "405", "500", "503")},
             "security": _API_SECURITY,
         }},

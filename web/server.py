@@ -10,6 +10,7 @@ or headers over its limits, a malformed request line) are JSON like the app's.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import signal
@@ -20,12 +21,14 @@ from dataclasses import dataclass
 
 import waitress
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask
 
 from qa.engine import Engine
+from qa.library import Library
 
 from .app import DEFAULT_RATE_LIMIT, BadSetting, create_app, rate_limit_setting
-from .errors import CODES, MAX_BODY_BYTES
+from .errors import CODES, MAX_BODY_BYTES, MAX_UPLOAD_BYTES
 from .reloading import IndexWatcher
 from .security import MIN_TOKEN_CHARS, SECURITY_HEADERS, is_loopback, token_problem
 
@@ -98,8 +101,23 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class UploadLimitParser(HTTPRequestParser):
+    """Waitress's request parser with the uploads' body limit on POST /api/documents only.
+
+    Every other request keeps the JSON limit, refused from its Content-Length before
+    the body is read; waitress would otherwise buffer up to the largest limit first.
+    """
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if self.command == "POST" and self.path == "/api/documents":
+            self.adj = copy.copy(self.adj)
+            self.adj.max_request_body_size = MAX_UPLOAD_BYTES + 1
+
+
 class JsonErrorChannel(HTTPChannel):
     error_task_class = JsonErrorTask
+    parser_class = UploadLimitParser
 
 
 def _json_errors(server: object) -> None:
@@ -133,8 +151,10 @@ def serve(args: argparse.Namespace, config: Settings | None = None) -> int:
     config = config or settings(args)
     engine = Engine(args.index, args.model, args.threshold, args.reader, args.reader_dir)
     watcher = IndexWatcher(engine)
+    library = Library(engine, getattr(args, "uploads", None), bool(getattr(args, "read_only", False)),
+                      published=lambda: watcher.reload("documents changed"))
     app = create_app(engine, token=config.token, rate_limit=config.rate_limit,
-                     trusted_hosts_only=config.check_host, watcher=watcher)
+                     trusted_hosts_only=config.check_host, watcher=watcher, library=library)
     server = waitress.create_server(
         app, host=args.host, port=args.port, threads=args.threads,
         max_request_body_size=WAITRESS_MAX_BODY, ident="qa",

@@ -19,10 +19,11 @@ from web.app import create_app
 
 TOKEN = "fuzz-token-0123456789abcdef"
 
-# 413 is how this API rejects an invalid body that is also too large (schemathesis's default
-# list of rejection statuses lacks it); everything else is its default.
+# 413 is how this API rejects an invalid body that is also too large, and 403/409/422 how it
+# refuses an upload it will not write (schemathesis's default list of rejection statuses
+# lacks them); everything else is its default.
 CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {
-    "expected-statuses": ["400", "401", "404", "405", "413", "415", "429"]}}})
+    "expected-statuses": ["400", "401", "403", "404", "405", "409", "413", "415", "422", "429"]}}})
 
 # The document does not depend on the index, so an app without one serves it at import time.
 schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app(None), config=CONFIG)

@@ -1,0 +1,312 @@
+"""Documents managed through the API: list, upload, follow the job, ask, delete.
+
+In-process through Flask's test client, on a real index of a copy of the seeds (uploads
+go into that copy's uploads/ folder), with the real model and the real indexing job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from web_support import SEED_FILE, SEEDS, assert_error, check_response, make_index
+
+from qa import sources
+from qa.engine import Engine
+from qa.library import Library, Refused, safe_name
+from web.app import create_app
+
+FACT = "The Zorvath lighthouse on Kemmer Island was painted green in 1911 by Ada Thornquist."
+QUESTION = "Who painted the Zorvath lighthouse?"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus") / "docs"
+    shutil.copytree(SEEDS, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def doc_engine(corpus: Path, tmp_path_factory) -> Engine:
+    return Engine(make_index([corpus], tmp_path_factory.mktemp("doc-index")))
+
+
+@pytest.fixture(scope="module")
+def library(doc_engine: Engine) -> Library:
+    return Library(doc_engine)
+
+
+@pytest.fixture(scope="module")
+def doc_client(doc_engine: Engine, library: Library):
+    app = create_app(doc_engine, library=library)
+    app.testing = True
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def spec(doc_client) -> dict:
+    return doc_client.get("/openapi.json").get_json()
+
+
+def upload(client, *files: tuple[str, bytes], **form):
+    data = {"file": [(io.BytesIO(raw), name) for name, raw in files], **form}
+    return client.post("/api/documents", data=data, content_type="multipart/form-data")
+
+
+def finish(client, response, spec: dict | None = None) -> dict:
+    """Follow the job a 202 started until it has finished; its last state."""
+    assert response.status_code == 202, response.get_json()
+    job_id = response.get_json()["job"]
+    assert response.headers["Location"] == f"/api/jobs/{job_id}"
+    deadline = time.monotonic() + 120
+    while True:
+        state = client.get(f"/api/jobs/{job_id}")
+        assert state.status_code == 200
+        job = state.get_json()
+        if spec is not None:
+            check_response(spec, "/api/jobs/{job_id}", "GET", 200, state.content_type, job)
+        if job["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.1)
+
+
+def listed(client) -> dict[str, dict]:
+    body = client.get("/api/documents").get_json()
+    return {d["source"]: d for d in body["documents"]}
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_documents_are_listed_with_size_chunks_and_time(doc_client, spec):
+    response = doc_client.get("/api/documents")
+    body = response.get_json()
+    check_response(spec, "/api/documents", "GET", 200, response.content_type, body)
+    assert body["uploads"] is True and body["folder"] == "uploads/" and body["reason"] is None
+    assert ".txt" in body["formats"]
+    (doc,) = body["documents"]
+    assert doc["source"] == SEED_FILE.name and doc["uploaded"] is False
+    assert doc["bytes"] == SEED_FILE.stat().st_size and doc["chunks"] > 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["indexed_at"])
+
+
+def test_upload_is_indexed_and_answers_with_exact_citations(doc_client, spec, corpus):
+    before = doc_client.post("/api/ask", json={"question": QUESTION}).get_json()
+    assert before["answerable"] is False
+    job = finish(doc_client, upload(doc_client, ("lighthouse.txt", f"Island notes.\n\n{FACT}\n".encode())),
+                 spec)
+    assert job["state"] == "done", job
+    assert job["action"] == "add" and job["files"] == ["lighthouse.txt"]
+    assert job["progress"]["documents_done"] == job["progress"]["documents_total"] == 2
+    new_chunks = job["progress"]["chunks_total"]
+    assert job["progress"]["chunks_done"] == new_chunks >= 1
+    assert new_chunks < doc_client.get("/api/health").get_json()["chunks"]  # the seed was not re-embedded
+    assert (corpus / "uploads" / "lighthouse.txt").read_text() == f"Island notes.\n\n{FACT}\n"
+    result = doc_client.post("/api/ask", json={"question": QUESTION}).get_json()
+    assert result["answerable"] is True
+    assert "Ada Thornquist" in result["short_answer"]["text"]
+    citation = result["citations"][0]
+    assert citation["source"] == "uploads/lighthouse.txt"
+    stored = doc_client.get("/api/sources/uploads/lighthouse.txt").get_json()["text"]
+    assert stored[citation["start"]:citation["end"]] == citation["quote"] == FACT
+    entry = listed(doc_client)["uploads/lighthouse.txt"]
+    assert entry["uploaded"] is True and entry["chunks"] == new_chunks
+
+
+def test_same_name_is_replaced_only_when_asked(doc_client, corpus):
+    first = finish(doc_client, upload(doc_client, ("twice.txt", b"The first version says the gate is red.")))
+    assert first["state"] == "done"
+    again = upload(doc_client, ("twice.txt", b"The second version says the gate is blue."))
+    assert_error(again.status_code, again.get_json(), 409, "exists")
+    assert "replace=true" in again.get_json()["error"]["message"]
+    assert (corpus / "uploads" / "twice.txt").read_text() == "The first version says the gate is red."
+    job = finish(doc_client, upload(doc_client, ("twice.txt", b"The second version says the gate is blue."),
+                                    replace="true"))
+    assert job["state"] == "done"
+    stored = doc_client.get("/api/sources/uploads/twice.txt").get_json()["text"]
+    assert stored == "The second version says the gate is blue."
+
+
+@pytest.mark.parametrize(("name", "kept"), [
+    ("../../escape.txt", "escape.txt"),
+    ("/etc/cron.d/absolute.txt", "absolute.txt"),
+    (".hidden.txt", "hidden.txt"),
+    ("uploads/../../../nested.md", "nested.md"),
+])
+def test_names_are_reduced_to_a_safe_base_name(doc_client, corpus, name, kept):
+    job = finish(doc_client, upload(doc_client, (name, b"A note about the harbour master's boat.")))
+    assert job["state"] == "done" and job["files"] == [kept]
+    assert (corpus / "uploads" / kept).is_file()
+    assert not (corpus.parent / kept).exists() and not (corpus / kept).exists()
+
+
+@pytest.mark.parametrize(("name", "kept"), [
+    ("C:\\Users\\me\\report.txt", "report.txt"), ("..\\..\\up.md", "up.md"),
+    ("  . .spaced.txt", "spaced.txt"), ("Доклад 2026.txt", "Доклад 2026.txt"),
+])
+def test_safe_name(name, kept):
+    assert safe_name(name) == kept
+
+
+@pytest.mark.parametrize("name", ["", "..", "/", "C:\\", "a/\x00.txt", "x" * 300 + ".txt", 7])
+def test_unsafe_names_are_refused(name):
+    with pytest.raises(Refused):
+        safe_name(name)
+
+
+@pytest.mark.parametrize(("files", "status", "code"), [
+    ([("..", b"text")], 400, "invalid_upload"),
+    ([("", b"text")], 400, "invalid_upload"),
+    ([("....txt", b"text")], 415, "unsupported_type"),  # reduced to "txt"
+    ([("bad\x01name.txt", b"text")], 400, "invalid_upload"),
+    ([("program.exe", b"MZ\x90\x00")], 415, "unsupported_type"),
+    ([("no-suffix", b"text")], 415, "unsupported_type"),
+    ([("empty.txt", b"")], 422, "unreadable"),
+    ([("binary.txt", bytes(range(256)) * 64)], 422, "unreadable"),
+    ([("a.txt", b"one"), ("a.txt", b"two")], 400, "invalid_upload"),
+    ([("good.txt", b"Fine text."), ("bad.exe", b"x")], 415, "unsupported_type"),
+])
+def test_hostile_uploads_are_refused_and_nothing_is_written(doc_client, corpus, files, status, code):
+    before = files_in(corpus / "uploads")
+    documents = listed(doc_client)
+    response = upload(doc_client, *files)
+    assert_error(response.status_code, response.get_json(), status, code)
+    assert files_in(corpus / "uploads") == before
+    assert listed(doc_client) == documents
+
+
+def test_a_zip_renamed_docx_is_refused(doc_client, corpus):
+    if ".docx" not in sources.SUPPORTED:
+        pytest.skip("this build does not read .docx")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "not a Word document")
+    before = files_in(corpus / "uploads")
+    response = upload(doc_client, ("report.docx", buffer.getvalue()))
+    assert_error(response.status_code, response.get_json(), 422, "unreadable")
+    assert response.get_json()["error"]["message"].startswith("report.docx: ")
+    assert files_in(corpus / "uploads") == before
+
+
+def test_oversized_file_is_refused_before_it_is_written(doc_client, corpus, monkeypatch):
+    monkeypatch.setattr(sources, "MAX_BYTES", 1000)
+    before = files_in(corpus / "uploads")
+    response = upload(doc_client, ("big.txt", b"word " * 400))
+    assert_error(response.status_code, response.get_json(), 413, "too_large")
+    assert "1000 bytes" in response.get_json()["error"]["message"]
+    assert files_in(corpus / "uploads") == before
+
+
+@pytest.mark.parametrize(("kwargs", "status", "code"), [
+    ({"json": {"file": "x"}}, 415, "unsupported_media_type"),
+    ({"data": {"other": "x"}, "content_type": "multipart/form-data"}, 400, "invalid_upload"),
+    ({"data": {"file": "text, not a file"}, "content_type": "multipart/form-data"}, 400, "invalid_upload"),
+    ({"data": {}, "content_type": "multipart/form-data"}, 400, "invalid_upload"),
+    ({"data": {"file": (io.BytesIO(b"x y z"), "r.txt"), "replace": "maybe"},
+      "content_type": "multipart/form-data"}, 400, "invalid_upload"),
+])
+def test_malformed_upload_requests_are_4xx(doc_client, spec, kwargs, status, code):
+    response = doc_client.post("/api/documents", **kwargs)
+    assert_error(response.status_code, response.get_json(), status, code)
+    check_response(spec, "/api/documents", "POST", status, response.content_type, response.get_json())
+
+
+def test_delete_removes_an_upload_from_disk_answers_and_list(doc_client, corpus):
+    fact = "The Brindlewick ferry leaves at dawn from the north pier."
+    assert finish(doc_client, upload(doc_client, ("ferry.txt", fact.encode())))["state"] == "done"
+    assert doc_client.post("/api/ask", json={"question": "When does the Brindlewick ferry leave?"}
+                           ).get_json()["citations"][0]["source"] == "uploads/ferry.txt"
+    job = finish(doc_client, doc_client.delete("/api/documents/uploads/ferry.txt"))
+    assert job["state"] == "done" and job["action"] == "delete"
+    assert not (corpus / "uploads" / "ferry.txt").exists()
+    assert "uploads/ferry.txt" not in listed(doc_client)
+    result = doc_client.post("/api/ask", json={"question": "When does the Brindlewick ferry leave?"}
+                             ).get_json()
+    assert all(c["source"] != "uploads/ferry.txt" for c in result["citations"])
+    assert all(p["source"] != "uploads/ferry.txt" for p in result["passages"])
+    gone = doc_client.get("/api/sources/uploads/ferry.txt")
+    assert_error(gone.status_code, gone.get_json(), 404)
+
+
+def test_documents_not_uploaded_are_never_deleted(doc_client, corpus, spec):
+    response = doc_client.delete(f"/api/documents/{SEED_FILE.name}")
+    assert_error(response.status_code, response.get_json(), 403, "not_uploaded")
+    check_response(spec, "/api/documents/{source}", "DELETE", 403, response.content_type,
+                   response.get_json())
+    assert (corpus / SEED_FILE.name).is_file()
+    for path in ("no-such.txt", "../docs/" + SEED_FILE.name, "uploads/../" + SEED_FILE.name):
+        response = doc_client.delete(f"/api/documents/{path}")
+        assert response.status_code == 404, path
+    assert (corpus / SEED_FILE.name).is_file()
+
+
+def test_unknown_job_is_404(doc_client):
+    response = doc_client.get("/api/jobs/0123456789abcdef")
+    assert_error(response.status_code, response.get_json(), 404, "unknown_job")
+
+
+def test_questions_are_answered_while_uploads_are_indexed(doc_client):
+    """Uploads in parallel, each queued as a job, while questions keep getting answers."""
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def ask_meanwhile() -> None:
+        while not stop.is_set():
+            answers.append(doc_client.post("/api/ask", json={"question": "Who led the U.S. delegation?"}
+                                           ).status_code)
+
+    asker = threading.Thread(target=ask_meanwhile)
+    asker.start()
+    try:
+        results: list = [None] * 3
+
+        def send(i: int) -> None:
+            note = f"Parallel note {i} on pier {i}.".encode()
+            results[i] = upload(doc_client, (f"parallel-{i}.txt", note))
+
+        senders = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        jobs = [finish(doc_client, r) for r in results]
+    finally:
+        stop.set()
+        asker.join()
+    assert [j["state"] for j in jobs] == ["done"] * 3
+    assert answers and set(answers) == {200}
+    assert {f"uploads/parallel-{i}.txt" for i in range(3)} <= set(listed(doc_client))
+
+
+def test_read_only_server_lists_but_never_changes(doc_engine, corpus):
+    client = create_app(doc_engine, library=Library(doc_engine, read_only=True)).test_client()
+    body = client.get("/api/documents").get_json()
+    assert body["uploads"] is False and body["read_only"] is True and "read-only" in body["reason"]
+    response = upload(client, ("new.txt", b"Some text."))
+    assert_error(response.status_code, response.get_json(), 403, "read_only")
+    assert not (corpus / "uploads" / "new.txt").exists()
+    for source in (SEED_FILE.name, "uploads/lighthouse.txt"):
+        response = client.delete(f"/api/documents/{source}")
+        assert response.status_code == 403, json.dumps(response.get_json())
+    assert (corpus / "uploads" / "lighthouse.txt").exists()
+
+
+def test_an_index_without_recorded_sources_takes_no_uploads(tmp_path):
+    """Indexes built before the manifest recorded its folder say how to fix it."""
+    index = make_index([SEEDS], tmp_path / "index")
+    engine = Engine(index)
+    engine.data.manifest.pop("sources")
+    client = create_app(engine, library=Library(engine)).test_client()
+    body = client.get("/api/documents").get_json()
+    assert body["uploads"] is False and "qa index" in body["reason"]
+    response = upload(client, ("new.txt", b"Some text."))
+    assert_error(response.status_code, response.get_json(), 409, "uploads_unavailable")
