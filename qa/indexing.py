@@ -20,7 +20,7 @@ from . import store
 from .chunking import ChunkSettings, chunk_many
 from .embedding import Embedder
 from .errors import IndexInvalid, IndexMissing, NoDocuments
-from .sources import Document, SourceFile, find_files, read_document, shown
+from .sources import SUPPORTED, Document, SourceFile, find_files, read_document, shown
 
 
 @dataclass
@@ -110,7 +110,7 @@ def build_index(
         if not parts:
             raise NoDocuments(
                 "no readable documents found in " + ", ".join(str(s) for s in sources)
-                + " (supported: .txt .md .html .htm .pdf)"
+                + f" (supported: {' '.join(sorted(SUPPORTED))})"
             )
         result.removed = len(set(old_parts) - {p.document.source for p in parts})
         _chunk_and_embed(fresh, embedder, settings, progress, tracker)

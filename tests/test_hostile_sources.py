@@ -326,7 +326,8 @@ def test_unreadable_files_and_folders_are_reported_not_fatal(shared_tmp, embedde
     assert output.splitlines() == [
         f"skipped {docs}/private: Permission denied",
         f"skipped {docs}/locked.txt: Permission denied",
-        f"qa: error: no readable documents found in {docs} (supported: .txt .md .html .htm .pdf)",
+        f"qa: error: no readable documents found in {docs} "
+        "(supported: .docx .htm .html .markdown .md .pdf .txt)",
     ], output
     assert code == 1
 

@@ -7,7 +7,9 @@ laptop-sized and a phone-sized screen.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -37,6 +39,7 @@ class Watch:
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
         self.dialogs: list[str] = []
+        self.accept = False  # dialogs are dismissed unless a test expects to confirm one
         self.asks: list[dict] = []
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
         page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
@@ -45,7 +48,10 @@ class Watch:
 
     def _dialog(self, dialog) -> None:
         self.dialogs.append(dialog.message)
-        dialog.dismiss()
+        if self.accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
 
     def _request(self, request) -> None:
         if request.url.endswith("/api/ask") and request.method == "POST":
@@ -340,3 +346,88 @@ def test_page_asks_for_the_token_and_keeps_it_for_the_tab(browser, token_server)
     assert all("401" in e for e in watch.errors), watch.errors
     assert watch.dialogs == []
     context.close()
+
+
+# ---- documents added and removed from the page ----
+
+TREASURER = "Who did the harbour board elect as treasurer?"
+OBSERVATORY = "When did the Vellmar observatory open to visitors?"
+
+
+@pytest.fixture(scope="module")
+def upload_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server over a copy of the seeds, so uploads land in a folder of the test's own."""
+    corpus = tmp_path_factory.mktemp("upload-corpus") / "docs"
+    shutil.copytree(SEED_FILE.parent, corpus)
+    index = make_index([corpus], tmp_path_factory.mktemp("upload-index"))
+    srv = start_server(index, tmp_path_factory.mktemp("upload-server") / "server.log", threads=4)
+    srv.corpus = corpus  # type: ignore[attr-defined]
+    yield srv
+    srv.stop()
+
+
+def word_file(path: Path) -> Path:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Harbour board minutes", level=1)
+    document.add_paragraph("The meeting opened at six with eleven members present.")
+    document.add_paragraph("The harbour board elected Mirela Okonkwo as treasurer in March 2025.")
+    document.add_paragraph("Repaint the north pier", style="List Bullet")
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text = "Quarry lease"
+    table.rows[0].cells[1].text = "renewed until 2031"
+    document.save(str(path))
+    return path
+
+
+def test_documents_are_uploaded_asked_and_deleted_from_the_page(browser, upload_server, tmp_path):
+    server = upload_server
+    minutes = word_file(tmp_path / "minutes.docx")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Town notes.\n\nThe Vellmar observatory opened to visitors in 1987.\n", encoding="utf-8")
+    page, watch = open_page(browser, server, DESKTOP)
+    page.locator("#toggle-documents").click()
+    listing = page.locator("#document-list > li")
+    expect(listing).to_have_count(1)
+    expect(page.locator("#documents-empty")).to_contain_text("Nothing uploaded yet")
+    expect(page.locator("#dropzone-note")).to_contain_text(".docx")
+
+    page.locator("#file-input").set_input_files([str(minutes), str(notes)])
+    message = page.locator("#upload-message")
+    expect(message).to_contain_text("Added minutes.docx, notes.txt.", timeout=120_000)
+    assert page.locator("#upload-progress").evaluate("p => p.value") == 100
+    expect(listing).to_have_count(3)
+    uploaded = page.locator("#document-list > li", has=page.locator(".badge", has_text="uploaded"))
+    expect(uploaded).to_have_count(2)
+    expect(uploaded.first).to_contain_text("uploads/minutes.docx")
+    expect(page.locator("#documents-empty")).to_be_hidden()
+    expect(page.locator("#status")).to_contain_text("3 documents")
+    shot(page, "documents-uploaded.png")
+
+    expected = api_answer(server, TREASURER)
+    assert expected["short_answer"]["text"] == "Mirela Okonkwo"
+    citation = expected["citations"][0]
+    assert citation["source"] == "uploads/minutes.docx"
+    stored = json.loads(server.get("/api/sources/uploads/minutes.docx")[2])["text"]
+    assert stored[citation["start"]:citation["end"]] == citation["quote"]
+    assert stored.index("Harbour board minutes") < stored.index("Mirela") < stored.index("north pier") \
+        < stored.index("Quarry lease")
+    reply = ask(page, TREASURER)
+    expect(reply.locator(".answer-text strong.short-answer")).to_have_text("Mirela Okonkwo")
+    reply.locator(".answer-text button.cite", has_text="[1]").click()
+    expect(page.locator("#source-title")).to_have_text("uploads/minutes.docx")
+    expect_highlight(page, citation["quote"])
+    page.locator("#close-source").click()
+    assert "1987" in api_answer(server, OBSERVATORY)["short_answer"]["text"]
+
+    watch.accept = True  # "Delete uploads/minutes.docx?"
+    page.locator("#document-list > li", has_text="uploads/minutes.docx").locator(".delete-document").click()
+    expect(message).to_contain_text("Deleted uploads/minutes.docx.", timeout=120_000)
+    expect(listing).to_have_count(2)
+    expect(page.locator("#document-list > li", has_text="minutes.docx")).to_have_count(0)
+    assert not (server.corpus / "uploads" / "minutes.docx").exists()  # type: ignore[attr-defined]
+    after = api_answer(server, TREASURER)
+    assert all(c["source"] != "uploads/minutes.docx" for c in after["citations"] + after["passages"])
+    assert watch.errors == [] and watch.dialogs == ["Delete uploads/minutes.docx? The file is removed from "
+                                                    "uploads/ and from the answers."]

@@ -437,6 +437,200 @@
     input.focus();
   }
 
+  // ---- documents: the list, uploads with progress, deletes ----
+
+  const docsPanel = $("documents");
+  const docsToggle = $("toggle-documents");
+  const docsSummary = $("documents-summary");
+  const docsEmpty = $("documents-empty");
+  const docList = $("document-list");
+  const dropzone = $("dropzone");
+  const dropText = $("dropzone-text");
+  const dropNote = $("dropzone-note");
+  const fileInput = $("file-input");
+  const uploadStatus = $("upload-status");
+  const uploadProgress = $("upload-progress");
+  const uploadMessage = $("upload-message");
+  const uploadNotes = $("upload-notes");
+  const JOB_POLL_MS = 400;
+  let library = { uploads: false }; // the last GET /api/documents
+  let changing = false; // one upload or delete at a time from this page
+
+  function size(bytes) {
+    if (typeof bytes !== "number") return "size unknown";
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1 << 20) return `${(bytes / 1024).toFixed(1)} KiB`;
+    return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  }
+
+  function plural(n, word) {
+    return `${n} ${word}${n === 1 ? "" : "s"}`;
+  }
+
+  function showChange(percent, message, failed, notes = []) {
+    uploadStatus.hidden = false;
+    uploadStatus.classList.toggle("failed", failed);
+    uploadProgress.value = percent;
+    uploadMessage.textContent = message;
+    uploadNotes.replaceChildren(...notes.map((note) => el("li", "", note)));
+  }
+
+  async function showDocuments() {
+    try {
+      library = await api("/api/documents");
+    } catch (err) {
+      docsSummary.textContent = err.message;
+      return;
+    }
+    const docs = library.documents;
+    const uploaded = docs.filter((d) => d.uploaded).length;
+    docsSummary.textContent = `${plural(docs.length, "document")} indexed` +
+      (uploaded ? ` · ${uploaded} uploaded here` : "");
+    dropzone.classList.toggle("off", !library.uploads);
+    fileInput.disabled = !library.uploads || changing;
+    if (library.uploads) {
+      dropText.textContent = "Drop files here to add them, or";
+      dropNote.textContent = `Accepted: ${library.formats.join(" ")}, up to ${size(library.max_bytes)} ` +
+        `each. They go into ${library.folder} and are indexed in the background; ` +
+        "questions are answered meanwhile.";
+    } else {
+      dropText.textContent = "Documents can't be added on this server.";
+      dropNote.textContent = library.reason || "";
+    }
+    docsEmpty.hidden = uploaded > 0;
+    docsEmpty.textContent = `Nothing uploaded yet: the answers come from the ${plural(docs.length, "document")} ` +
+      "below, indexed from the server's folder (qa index). " +
+      (library.uploads ? "Add your own with the box above." : "");
+    docList.replaceChildren(...docs.map(documentItem));
+  }
+
+  function documentItem(doc) {
+    const li = el("li");
+    const when = doc.indexed_at ? ` · indexed ${doc.indexed_at.replace("T", " ").replace("Z", " UTC")}` : "";
+    li.append(el("span", "document-name", doc.source),
+      el("span", "document-meta", `${size(doc.bytes)} · ${plural(doc.chunks, "passage")}${when}`));
+    if (doc.uploaded) {
+      li.append(el("span", "badge", "uploaded"));
+      if (library.uploads) {
+        li.append(button("ghost small delete-document", "Delete", () => removeDocument(doc.source),
+          `Delete ${doc.source}`));
+      }
+    }
+    return li;
+  }
+
+  function toggleDocuments(open = docsPanel.hidden) {
+    docsPanel.hidden = !open;
+    docsToggle.setAttribute("aria-expanded", String(open));
+    if (open) showDocuments();
+  }
+
+  // XMLHttpRequest, not fetch: only it reports how much of the body has been sent.
+  function sendFiles(files, replace) {
+    return new Promise((resolve, reject) => {
+      const data = new FormData();
+      for (const file of files) data.append("file", file, file.name);
+      if (replace) data.append("replace", "true");
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/documents");
+      if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) {
+          const percent = Math.round((e.loaded / e.total) * 100);
+          showChange(percent * 0.3, `Uploading… ${percent}%`, false);
+        }
+      };
+      xhr.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch (err) {
+          body = null;
+        }
+        resolve({ status: xhr.status, body });
+      };
+      xhr.onerror = () => reject(new ApiError("Could not reach the server. Is it still running?"));
+      xhr.send(data);
+    });
+  }
+
+  function refusal(status, body) {
+    if (status === 401) {
+      askForToken();
+      return new ApiError("This server needs an access token: enter it in the token field, then try again.");
+    }
+    const message = body && body.error && body.error.message;
+    return new ApiError(message || `The server answered ${status}.`);
+  }
+
+  async function uploadFiles(files) {
+    if (changing || !files.length) return;
+    changing = true;
+    fileInput.disabled = true;
+    const names = files.map((f) => f.name).join(", ");
+    try {
+      showChange(0, `Uploading ${names}…`, false);
+      let { status, body } = await sendFiles(files, false);
+      if (status === 409 && body && body.error && body.error.code === "exists") {
+        if (!window.confirm(`${body.error.message.split(";")[0]}. Replace it with the new file?`)) {
+          showChange(0, "Nothing was uploaded: the existing file stays.", false);
+          return;
+        }
+        ({ status, body } = await sendFiles(files, true));
+      }
+      if (status !== 202 || !body) throw refusal(status, body);
+      await follow(body.job, `Added ${names}.`);
+    } catch (err) {
+      showChange(0, err.message, true);
+    } finally {
+      changing = false;
+      fileInput.value = "";
+      fileInput.disabled = !library.uploads;
+    }
+  }
+
+  async function removeDocument(source) {
+    if (changing || !window.confirm(`Delete ${source}? The file is removed from ${library.folder} ` +
+      "and from the answers.")) return;
+    changing = true;
+    try {
+      showChange(0, `Deleting ${source}…`, false);
+      const path = "/api/documents/" + source.split("/").map(encodeURIComponent).join("/");
+      const body = await api(path, { method: "DELETE" });
+      await follow(body.job, `Deleted ${source}.`);
+    } catch (err) {
+      showChange(0, err.message, true);
+    } finally {
+      changing = false;
+    }
+  }
+
+  // Poll the job until it is done; meanwhile show how far it got.
+  async function follow(job, doneMessage) {
+    for (;;) {
+      const state = await api(`/api/jobs/${encodeURIComponent(job)}`);
+      const p = state.progress;
+      const read = p.documents_total ? p.documents_done / p.documents_total : 0;
+      const embedded = p.chunks_total ? p.chunks_done / p.chunks_total : 0;
+      const percent = 30 + 20 * read + 50 * embedded;
+      if (state.state === "done") {
+        showChange(100, `${doneMessage} ${state.summary}`, false, state.messages);
+        break;
+      }
+      if (state.state === "failed") {
+        showChange(percent, `Indexing failed, the previous documents are still answered: ${state.error}`,
+          true, state.messages);
+        break;
+      }
+      showChange(percent, state.state === "queued" ? "Waiting for an earlier change to be indexed…"
+        : `Indexing: ${p.documents_done} of ${plural(p.documents_total, "document")} read, ` +
+          `${p.chunks_done} of ${plural(p.chunks_total, "new passage")} embedded…`, false, state.messages);
+      await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+    }
+    sources.clear(); // a replaced or deleted document's text changed
+    await Promise.all([showDocuments(), showHealth()]);
+  }
+
   function grow() {
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight, 180)}px`;
@@ -468,6 +662,18 @@
   });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !panel.hidden) closeSource();
+  });
+  docsToggle.addEventListener("click", () => toggleDocuments());
+  fileInput.addEventListener("change", () => uploadFiles([...fileInput.files]));
+  dropzone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    if (library.uploads) dropzone.classList.add("over");
+  });
+  dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
+  dropzone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    dropzone.classList.remove("over");
+    if (library.uploads) uploadFiles([...e.dataTransfer.files]);
   });
 
   showHealth();
