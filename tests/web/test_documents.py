@@ -13,15 +13,29 @@ import shutil
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_support import SEED_FILE, SEEDS, assert_error, check_response, make_index
+from web_support import (
+    SEED_FILE,
+    SEEDS,
+    Server,
+    assert_error,
+    check_response,
+    expect_raw_json_error,
+    http,
+    make_index,
+    raw_exchange,
+    request_head,
+    start_server,
+)
 
 from qa import sources
 from qa.engine import Engine
 from qa.library import Library, Refused, safe_name
 from web.app import create_app
+from web.errors import MAX_UPLOAD_BYTES
 
 FACT = "The Zorvath lighthouse on Kemmer Island was painted green in 1911 by Ada Thornquist."
 QUESTION = "Who painted the Zorvath lighthouse?"
@@ -287,17 +301,18 @@ def test_questions_are_answered_while_uploads_are_indexed(doc_client):
     assert {f"uploads/parallel-{i}.txt" for i in range(3)} <= set(listed(doc_client))
 
 
-def test_read_only_server_lists_but_never_changes(doc_engine, corpus):
+def test_read_only_server_lists_but_never_changes(doc_client, doc_engine, corpus):
+    assert finish(doc_client, upload(doc_client, ("kept.txt", b"Kept through read-only.")))["state"] == "done"
     client = create_app(doc_engine, library=Library(doc_engine, read_only=True)).test_client()
     body = client.get("/api/documents").get_json()
     assert body["uploads"] is False and body["read_only"] is True and "read-only" in body["reason"]
     response = upload(client, ("new.txt", b"Some text."))
     assert_error(response.status_code, response.get_json(), 403, "read_only")
     assert not (corpus / "uploads" / "new.txt").exists()
-    for source in (SEED_FILE.name, "uploads/lighthouse.txt"):
+    for source in (SEED_FILE.name, "uploads/kept.txt"):
         response = client.delete(f"/api/documents/{source}")
         assert response.status_code == 403, json.dumps(response.get_json())
-    assert (corpus / "uploads" / "lighthouse.txt").exists()
+    assert (corpus / "uploads" / "kept.txt").exists()
 
 
 def test_an_index_without_recorded_sources_takes_no_uploads(tmp_path):
@@ -310,3 +325,84 @@ def test_an_index_without_recorded_sources_takes_no_uploads(tmp_path):
     assert body["uploads"] is False and "qa index" in body["reason"]
     response = upload(client, ("new.txt", b"Some text."))
     assert_error(response.status_code, response.get_json(), 409, "uploads_unavailable")
+
+
+# ---- over HTTP: the token, --read-only, and the upload's body limit ----
+
+TOKEN = "documents-token-0123456789abcdef"
+
+
+def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "qa-test-boundary-7f3a"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+             f"Content-Type: application/octet-stream\r\n\r\n".encode() + raw + b"\r\n"
+             for name, raw in files]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def send_upload(server: Server, files: list[tuple[str, bytes]], headers: dict[str, str] | None = None):
+    body, content_type = multipart(files)
+    return http(server.url + "/api/documents", method="POST", data=body,
+                headers={"Content-Type": content_type, **(headers or {})})
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[tuple[Server, Path]]:
+    """A real server with a token, over a corpus of its own."""
+    corpus = tmp_path_factory.mktemp("served") / "docs"
+    shutil.copytree(SEEDS, corpus)
+    index = make_index([corpus], tmp_path_factory.mktemp("served-index"))
+    srv = start_server(index, tmp_path_factory.mktemp("served-log") / "server.log", threads=4, token=TOKEN)
+    yield srv, corpus
+    srv.stop()
+
+
+def test_document_calls_need_the_token(served):
+    server, corpus = served
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for method, path in [("GET", "/api/documents"), ("POST", "/api/documents"),
+                         ("DELETE", f"/api/documents/{SEED_FILE.name}"), ("GET", "/api/jobs/abc")]:
+        status, _, body = http(server.url + path, method=method, data=b"" if method == "POST" else None)
+        assert_error(status, json.loads(body), 401, "unauthorized")
+    status, _, body = send_upload(server, [("no-token.txt", b"Written without the token.")])
+    assert status == 401 and not (corpus / "uploads").exists()
+    fact = b"The Quillon bridge is made of basalt."
+    status, _, body = send_upload(server, [("with-token.txt", fact)], bearer)
+    assert status == 202, body
+    job = json.loads(body)["job"]
+    deadline = time.monotonic() + 120
+    while (state := json.loads(server.get(f"/api/jobs/{job}")[2]))["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert state["state"] == "done", state
+    answer = json.loads(server.post_json("/api/ask", {"question": "What is the Quillon bridge made of?"})[2])
+    assert answer["citations"][0]["source"] == "uploads/with-token.txt"
+
+
+def test_upload_bodies_over_the_limit_are_refused_before_they_are_sent(served):
+    server, _ = served
+    head = request_head(server, "POST", "/api/documents", {
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "multipart/form-data; boundary=x",
+        "Content-Length": str(MAX_UPLOAD_BYTES + 1)})
+    expect_raw_json_error(*raw_exchange(server, head), 413, "payload_too_large")
+    # The uploads' limit is for uploads only: a JSON body of 1 MiB is still refused at once.
+    head = request_head(server, "POST", "/api/ask", {
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", "Content-Length": str(2**20)})
+    expect_raw_json_error(*raw_exchange(server, head), 413, "payload_too_large")
+
+
+def test_read_only_server_refuses_changes_over_http(tmp_path):
+    corpus = tmp_path / "docs"
+    shutil.copytree(SEEDS, corpus)
+    index = make_index([corpus], tmp_path / "index")
+    server = start_server(index, tmp_path / "server.log", threads=2, extra=("--read-only",))
+    try:
+        status, _, body = send_upload(server, [("new.txt", b"Some text.")])
+        assert_error(status, json.loads(body), 403, "read_only")
+        status, _, body = http(server.url + f"/api/documents/{SEED_FILE.name}", method="DELETE")
+        assert status == 403
+        listing = json.loads(server.get("/api/documents")[2])
+        assert listing["read_only"] is True and len(listing["documents"]) == 1
+    finally:
+        server.stop()
+    assert sorted(p.name for p in corpus.iterdir()) == [SEED_FILE.name]

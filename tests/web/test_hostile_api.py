@@ -7,11 +7,19 @@ Through Flask's test client on the real seeds index; the waitress-level limits
 from __future__ import annotations
 
 import json
-import socket
 import urllib.parse
 
 import pytest
-from web_support import SECURITY_HEADERS, SEED_FILE, Server, assert_error, check_response, http
+from web_support import (
+    SECURITY_HEADERS,
+    SEED_FILE,
+    assert_error,
+    check_response,
+    expect_raw_json_error,
+    http,
+    raw_exchange,
+    request_head,
+)
 
 from web.errors import MAX_BODY_BYTES
 
@@ -234,48 +242,6 @@ def test_loopback_host_names_are_answered(client, host):
 
 
 # ---- the same limits over a real server: waitress's own errors are JSON too ----
-
-
-def raw_exchange(server: Server, data: bytes, read_timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes as they are on one connection; parse the one response that comes back."""
-    url = urllib.parse.urlsplit(server.url)
-    with socket.create_connection((url.hostname, url.port), timeout=read_timeout) as sock:
-        sock.sendall(data)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-        head, _, body = received.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-    return status, headers, body
-
-
-def request_head(server: Server, method: str, path: str, headers: dict[str, str]) -> bytes:
-    host = urllib.parse.urlsplit(server.url).netloc
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def expect_raw_json_error(status: int, headers: dict[str, str], body: bytes, expected: int,
-                          code: str) -> None:
-    assert status == expected, body
-    assert headers["content-type"] == "application/json"
-    assert_error(status, json.loads(body), expected, code)
-    for name in SECURITY_HEADERS:
-        assert name.lower() in headers, name
 
 
 @pytest.mark.parametrize("length", [MAX_BODY_BYTES + 1, MAX_BODY_BYTES + 2, 10 * 2**20, 2**62])

@@ -6,11 +6,13 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,3 +175,48 @@ def start_server(index: Path, log: Path, threads: int = 4, timeout: float = 180,
             server.stop()
             raise RuntimeError(f"server never became healthy: {log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.2)
+
+
+# ---- raw HTTP, for what urllib would not send ----
+
+
+def raw_exchange(server: Server, data: bytes, read_timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are on one connection; parse the one response that comes back."""
+    url = urllib.parse.urlsplit(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=read_timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return status, headers, body
+
+
+def request_head(server: Server, method: str, path: str, headers: dict[str, str]) -> bytes:
+    host = urllib.parse.urlsplit(server.url).netloc
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def expect_raw_json_error(status: int, headers: dict[str, str], body: bytes, expected: int,
+                          code: str) -> None:
+    assert status == expected, body
+    assert headers["content-type"] == "application/json"
+    assert_error(status, json.loads(body), expected, code)
+    for name in SECURITY_HEADERS:
+        assert name.lower() in headers, name
