@@ -136,6 +136,15 @@ def test_upload_is_indexed_and_answers_with_exact_citations(doc_client, spec, co
     assert entry["uploaded"] is True and entry["chunks"] == new_chunks
 
 
+def test_a_file_larger_than_a_json_body_is_taken(doc_client):
+    """Uploads have their own body limit: a 100 KB file is not refused like a 100 KB question."""
+    text = "".join(f"Line {i} of the long register lists berth {i % 97} as free.\n" for i in range(2000))
+    assert len(text) > 100_000
+    job = finish(doc_client, upload(doc_client, ("register.txt", text.encode())))
+    assert job["state"] == "done"
+    assert doc_client.get("/api/sources/uploads/register.txt").get_json()["text"] == text
+
+
 def test_same_name_is_replaced_only_when_asked(doc_client, corpus):
     first = finish(doc_client, upload(doc_client, ("twice.txt", b"The first version says the gate is red.")))
     assert first["state"] == "done"
@@ -366,7 +375,8 @@ def test_document_calls_need_the_token(served):
         assert_error(status, json.loads(body), 401, "unauthorized")
     status, _, body = send_upload(server, [("no-token.txt", b"Written without the token.")])
     assert status == 401 and not (corpus / "uploads").exists()
-    fact = b"The Quillon bridge is made of basalt."
+    filler = "".join(f"Entry {i}: the tide table for week {i} is unchanged.\n" for i in range(2000))
+    fact = f"The Quillon bridge is made of basalt.\n\n{filler}".encode()  # past the JSON body limit
     status, _, body = send_upload(server, [("with-token.txt", fact)], bearer)
     assert status == 202, body
     job = json.loads(body)["job"]
