@@ -31,7 +31,7 @@ from web_support import (
     start_server,
 )
 
-from qa import sources
+from qa import sources, store
 from qa.engine import Engine
 from qa.library import Library, Refused, safe_name
 from web.app import create_app
@@ -270,6 +270,20 @@ def test_documents_not_uploaded_are_never_deleted(doc_client, corpus, spec):
         response = doc_client.delete(f"/api/documents/{path}")
         assert response.status_code == 404, path
     assert (corpus / SEED_FILE.name).is_file()
+
+
+def test_a_job_that_cannot_build_fails_and_the_index_keeps_answering(doc_client, doc_engine, corpus):
+    """While `qa index` holds the index, the job fails with its reason; the next job catches up."""
+    documents = listed(doc_client)
+    with store.build_lock(doc_engine.index_dir):
+        job = finish(doc_client, upload(doc_client, ("blocked.txt", b"The blocked note names the Orrin.")))
+    assert job["state"] == "failed" and "already building" in job["error"]
+    assert listed(doc_client) == documents
+    assert doc_client.post("/api/ask", json={"question": "Who led the U.S. delegation?"}).status_code == 200
+    assert (corpus / "uploads" / "blocked.txt").is_file()  # kept, and indexed by the next job
+    job = finish(doc_client, upload(doc_client, ("after.txt", b"A later note about the Orrin weir.")))
+    assert job["state"] == "done"
+    assert {"uploads/blocked.txt", "uploads/after.txt"} <= set(listed(doc_client))
 
 
 def test_unknown_job_is_404(doc_client):

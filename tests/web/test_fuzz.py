@@ -52,3 +52,35 @@ def test_api_matches_its_openapi_document(case, app):
 @settings(FUZZ, max_examples=25)
 def test_api_with_a_token_matches_its_openapi_document(case, token_app):
     check_headers(case.call_and_validate(app=token_app, headers={"Authorization": f"Bearer {TOKEN}"}))
+
+
+@pytest.fixture(scope="module")
+def upload_app(tmp_path_factory):
+    """An app whose documents can change, over a corpus and an index of its own."""
+    import shutil
+
+    from web_support import SEEDS, make_index
+
+    from qa.engine import Engine
+    from qa.library import Library
+
+    corpus = tmp_path_factory.mktemp("fuzz-corpus") / "docs"
+    shutil.copytree(SEEDS, corpus)
+    engine = Engine(make_index([corpus], tmp_path_factory.mktemp("fuzz-index")))
+    return create_app(engine, library=Library(engine))
+
+
+# A file's content and type are not in the schema: a schema-valid upload of a .png or of
+# bytes that are not text is still refused (413, 415, 422) with the documented error.
+UPLOAD_CONFIG = SchemathesisConfig.from_dict({"checks": {
+    "negative_data_rejection": {"expected-statuses": [
+        "400", "401", "403", "404", "405", "409", "413", "415", "422", "429"]},
+    "positive_data_acceptance": {"expected-statuses": [
+        "2xx", "401", "403", "404", "409", "413", "415", "422"]}}})
+upload_schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app(None), config=UPLOAD_CONFIG)
+
+
+@upload_schema.include(path_regex="^/api/(documents|jobs)").parametrize()
+@settings(FUZZ, max_examples=30)
+def test_document_calls_that_write_match_the_openapi_document(case, upload_app):
+    check_headers(case.call_and_validate(app=upload_app))
