@@ -421,7 +421,11 @@ def test_documents_are_uploaded_asked_and_deleted_from_the_page(browser, upload_
     page.locator("#close-source").click()
     assert "1987" in api_answer(server, OBSERVATORY)["short_answer"]["text"]
 
-    watch.accept = True  # "Delete uploads/minutes.docx?"
+    watch.accept = True  # "notes.txt is already in uploads/. Replace it?", then "Delete …?"
+    notes.write_text("Town notes.\n\nThe Vellmar observatory opened to visitors in 1989.\n", encoding="utf-8")
+    page.locator("#file-input").set_input_files([str(notes)])
+    expect(message).to_contain_text("Added notes.txt.", timeout=120_000)
+    assert "1989" in api_answer(server, OBSERVATORY)["short_answer"]["text"]
     page.locator("#document-list > li", has_text="uploads/minutes.docx").locator(".delete-document").click()
     expect(message).to_contain_text("Deleted uploads/minutes.docx.", timeout=120_000)
     expect(listing).to_have_count(2)
@@ -429,5 +433,7 @@ def test_documents_are_uploaded_asked_and_deleted_from_the_page(browser, upload_
     assert not (server.corpus / "uploads" / "minutes.docx").exists()  # type: ignore[attr-defined]
     after = api_answer(server, TREASURER)
     assert all(c["source"] != "uploads/minutes.docx" for c in after["citations"] + after["passages"])
-    assert watch.errors == [] and watch.dialogs == ["Delete uploads/minutes.docx? The file is removed from "
-                                                    "uploads/ and from the answers."]
+    assert [e for e in watch.errors if "409 (CONFLICT)" not in e] == []  # the browser notes the 409
+    assert watch.dialogs == ["notes.txt is already in uploads/. Replace it with the new file?",
+                             "Delete uploads/minutes.docx? The file is removed from uploads/ "
+                             "and from the answers."]

@@ -614,7 +614,8 @@
       const embedded = p.chunks_total ? p.chunks_done / p.chunks_total : 0;
       const percent = 30 + 20 * read + 50 * embedded;
       if (state.state === "done") {
-        showChange(100, `${doneMessage} ${state.summary}`, false, state.messages);
+        const summary = state.summary.charAt(0).toUpperCase() + state.summary.slice(1);
+        showChange(100, `${doneMessage} ${summary}.`, false, state.messages);
         break;
       }
       if (state.state === "failed") {
