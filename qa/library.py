@@ -288,8 +288,9 @@ class Library:
 
     def _index(self, job: Job) -> None:
         job.state = "running"
-        sources = [Path(r) for r in self.roots]
-        if self.folder is not None and not any(_is_within(str(self.folder), r) for r in self.roots):
+        roots = self.engine.data.manifest.get("sources") or self.roots  # `qa index` may have changed them
+        sources = [Path(r) for r in roots]
+        if self.folder is not None and not any(_is_within(str(self.folder), r) for r in roots):
             sources.append(self.folder)
         try:
             report = build_index(sources, self.engine.index_dir, self.engine.embedder,
