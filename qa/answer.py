@@ -57,6 +57,7 @@ class Reading:
     evidence: np.ndarray | None = None  # the confidence model's inputs, for fitting
     corroborating: list[int] = field(default_factory=list)
     short: tuple[int, int] | None = None  # the short answer: characters of the best sentence's document
+    through: int | None = None  # the answer's last sentence, when the short answer runs on past ``answer``
 
 
 def candidates(passages: list[Passage]) -> list[Candidate]:

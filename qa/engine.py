@@ -127,7 +127,7 @@ class Engine:
             "passages": [self._passage(data, p.chunk, p.score) for p in passages[:k]],
         }
         if reading and reading.answer is not None:
-            first = self._citation(data, reading.answer, 1)
+            first = self._citation(data, reading.answer, 1, reading.through)
             result["answer"] = first["quote"]
             result["answerable"] = True
             result["citations"] = [first] + [
@@ -143,9 +143,12 @@ class Engine:
         return result, reading
 
     @staticmethod
-    def _citation(data: store.IndexData, sentence: int, n: int) -> dict:
+    def _citation(data: store.IndexData, sentence: int, n: int, through: int | None = None) -> dict:
+        """Sentence ``sentence`` (to sentence ``through`` of the same document, when the answer
+        runs on) as a citation: the quote is exactly the stored text between the offsets."""
         doc = data.documents[int(data.spans["sent_doc"][sentence])]
-        start, end = int(data.spans["sent_start"][sentence]), int(data.spans["sent_end"][sentence])
+        last = sentence if through is None else through
+        start, end = int(data.spans["sent_start"][sentence]), int(data.spans["sent_end"][last])
         out = {"n": n, "source": doc.source, "start": start, "end": end,
                "quote": doc.text[start:end]}
         if doc.pages:

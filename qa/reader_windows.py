@@ -17,6 +17,7 @@ WINDOW_CHARS = 500  # a window grows by whole sentences up to this many characte
 MAX_TOKENS = 192  # question + window word pieces, with [CLS] and two [SEP]
 MAX_QUESTION_TOKENS = 48
 MAX_ANSWER_TOKENS = 30  # longest short answer, in word pieces
+MAX_ANSWER_SENTENCES = 3  # a short answer may run on into the next sentences, this many in all
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,13 @@ def token_sentences(offsets: np.ndarray, in_window: np.ndarray,
 class Span:
     start: int  # characters in the window text
     end: int
-    sentence: int  # the window sentence that holds it
+    sentence: int  # the window sentence it starts in
     log_prob: float  # log P(start) + log P(end) over the window's tokens
+    last: int = -1  # the window sentence it ends in (-1: the one it starts in)
+
+    @property
+    def through(self) -> int:
+        return self.sentence if self.last < 0 else self.last
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -122,8 +128,9 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
               in_window: np.ndarray, sentences: tuple[tuple[int, int], ...]) -> Span | None:
-    """The likeliest answer span of one window: start <= end, within one sentence and
-    MAX_ANSWER_TOKENS word pieces. Probabilities are over the window's tokens only."""
+    """The likeliest answer span of one window: start <= end, within MAX_ANSWER_TOKENS word
+    pieces and MAX_ANSWER_SENTENCES consecutive sentences. Probabilities are over the
+    window's tokens only."""
     tokens = np.flatnonzero(in_window)
     if len(tokens) == 0:
         return None
@@ -132,8 +139,9 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndar
     sentence = token_sentences(offsets, in_window, sentences)[tokens]
     scores = starts[:, None] + ends[None, :]
     i, j = np.indices(scores.shape)
-    allowed = (j >= i) & (j - i < MAX_ANSWER_TOKENS) & (sentence[:, None] == sentence[None, :])
+    allowed = ((j >= i) & (j - i < MAX_ANSWER_TOKENS)
+               & (sentence[None, :] - sentence[:, None] < MAX_ANSWER_SENTENCES))
     scores = np.where(allowed, scores, -np.inf)
     a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return Span(int(offsets[tokens[a], 0]), int(offsets[tokens[b], 1]), int(sentence[a]),
-                float(scores[a, b]))
+                float(scores[a, b]), int(sentence[b]))

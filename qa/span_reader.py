@@ -115,7 +115,8 @@ class _Read:
     confidence: float
     evidence: tuple[float, float]
     short: tuple[int, int] | None  # in the document
-    sentence: int  # index id of the sentence that holds the short answer
+    sentence: int  # index id of the sentence the short answer starts in
+    through: int  # index id of the sentence it ends in (the same one, mostly)
 
 
 class SpanReader:
@@ -172,7 +173,7 @@ class SpanReader:
             reads.append(_Read(
                 window, first, calibrated(self.calibration, logit, log_prob), (logit, log_prob),
                 (window.start + span.start, window.start + span.end) if span else None,
-                first + (span.sentence if span else 0)))
+                first + (span.sentence if span else 0), first + (span.through if span else 0)))
         return reads
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
@@ -197,8 +198,10 @@ class SpanReader:
         evidence = np.array(best.evidence)
         if best.confidence < threshold or best.short is None:
             return Reading(best.sentence, None, best.confidence, evidence, short=best.short)
-        ordered = sorted(cands, key=lambda c: c.sentence != best.sentence)
+        quoted = range(best.sentence + 1, best.through + 1)  # already in the answer's quote
+        ordered = sorted((c for c in cands if c.sentence not in quoted),
+                         key=lambda c: c.sentence != best.sentence)
         if ordered[0].sentence != best.sentence:  # the answer sentence lies beside the candidates
             ordered.insert(0, Candidate(best.sentence, -1, np.zeros(0), 0.0))
         return Reading(best.sentence, best.sentence, best.confidence, evidence,
-                       corroborating(data, ordered), best.short)
+                       corroborating(data, ordered), best.short, best.through)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa.cli import main
 from qa.engine import Engine
+from qa.reader_windows import MAX_ANSWER_SENTENCES, best_span
 from qa.span_reader import CONFIG, DEFAULT_READER_DIR, MODEL, TOKENIZER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +54,44 @@ def test_short_answers_over_the_seeds(engine, seed_text, question, expected):
     assert result["answerable"]
     short = check_short(result, seed_text)
     assert short["text"] == expected
+
+
+# Wikipedia, "Computational complexity theory" (CC BY-SA), as in SQuAD 2.0's dev set.
+DECISION = ("Decision problems are one of the central objects of study in computational complexity "
+            "theory. A decision problem is a special type of computational problem whose answer is "
+            "either yes or no, or alternately either 1 or 0. A decision problem can be viewed as a "
+            "formal language, where the members of the language are instances whose output is yes, "
+            "and the non-members are those instances whose output is no.\n")
+
+
+def test_a_span_may_run_on_into_the_next_sentences_but_no_further():
+    """best_span looks across at most MAX_ANSWER_SENTENCES sentences of the window."""
+    sentences = ((0, 10), (11, 20), (21, 30), (31, 40))
+    offsets = np.array([(0, 0)] + [(i, i + 1) for i in range(0, 40, 2)] + [(0, 0)])
+    in_window = np.array([False] + [True] * 20 + [False])
+    start, end = np.full(22, -9.0), np.full(22, -9.0)
+    start[3], end[8] = 5.0, 5.0  # from sentence 0 into sentence 1
+    span = best_span(start, end, offsets, in_window, sentences)
+    assert (span.start, span.end, span.sentence, span.through) == (4, 15, 0, 1)
+    end[8], end[19] = -9.0, 9.0  # into sentence 3: four sentences, too many
+    span = best_span(start, end, offsets, in_window, sentences)
+    assert span.through - span.sentence < MAX_ANSWER_SENTENCES
+
+
+def test_a_multi_sentence_answer_is_cited_exactly(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "complexity.txt").write_text(DECISION, encoding="utf-8")
+    assert main(["index", str(tmp_path / "docs"), "--index", str(tmp_path / "index")]) == 0
+    engine = Engine(tmp_path / "index")
+    result, reading = engine.answer("What is a typical type of computational problem whose answer is "
+                                    "either yes or no?")
+    assert reading.through == reading.answer + 1  # the short answer runs on into the second sentence
+    short = check_short(result, DECISION)
+    (citation,) = result["citations"]
+    assert DECISION[citation["start"]:citation["end"]] == citation["quote"] == result["answer"]
+    assert citation["quote"].startswith("Decision problems are")
+    assert citation["quote"].endswith("either yes or no, or alternately either 1 or 0.")
+    assert short["text"].endswith("A decision problem")
 
 
 def test_confidence_separates_a_clear_answer_from_off_topic(engine):
