@@ -43,6 +43,10 @@ DEFAULT_THRESHOLD = 0.1
 # of its confidence (and the threshold): the same sentence may well hold the new answer.
 AVOID_RATIO = 0.5
 SURE = 0.75  # a first window this confident ends the reading
+# The window around the retriever's best sentence is preferred by this much confidence: on
+# the 8 SQuAD articles held out of training, choosing by confidence plus this prior picks a
+# window holding the answer for 0.832 of questions instead of 0.823 (F1 0.649 vs 0.642).
+FIRST_WINDOW_PRIOR = 0.1
 
 
 class ReaderUnavailable(QAError):
@@ -189,7 +193,8 @@ class SpanReader:
         reads = self._read(question, windows[:1])
         if reads[0].confidence < SURE or (avoid and repeats(data, reads[0].sentence, avoid)):
             reads += self._read(question, windows[1:])
-        reads.sort(key=lambda r: -r.confidence)
+        first = reads[0]
+        reads.sort(key=lambda r: -(r.confidence + FIRST_WINDOW_PRIOR * (r is first)))
         best = reads[0]
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
             floor = max(threshold, AVOID_RATIO * best.confidence)
