@@ -56,6 +56,7 @@ class Rewrite:
     why: str | None = None
     avoid: tuple[str, ...] = ()  # earlier answers not to repeat when another one answers
     read: str = ""  # what the reader reads in the windows found; empty: the query
+    alone: str = ""  # the question as it would stand on its own, where a rule rewrote it so
 
     @property
     def reader_question(self) -> str:
@@ -169,9 +170,19 @@ def _continue(fragment: str, last_question: str) -> str:
     return f"{last_question} {fragment}"
 
 
+def _asked(history: list[dict[str, str]]) -> str:
+    """The last question as it stands alone: a continuation ("And the American side?") as
+    it was rewritten ("Who headed the American side?"), any other question as asked."""
+    for i in range(len(history) - 1, -1, -1):
+        if history[i]["role"] == "user":
+            question = history[i]["content"].strip()
+            return rewrite(question, history[:i]).alone or question
+    return ""
+
+
 def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
     """The query to retrieve and read with, and the rule that made it (see the module)."""
-    last_question, last_answer = _last(history, "user"), _last(history, "assistant")
+    last_question, last_answer = _asked(history), _last(history, "assistant")
     if not last_question:
         return Rewrite(question)
     avoid = (last_answer,) if last_answer else ()
@@ -193,7 +204,7 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
             if _words(fragment) and _words(fragment)[0] in _QUESTION_WORDS:
                 break  # "And when did they meet?" is a question of its own, perhaps referring back
             query = _continue(fragment, last_question)
-            return Rewrite(query, f"continues the last question: {query!r}", avoid)
+            return Rewrite(query, f"continues the last question: {query!r}", avoid, alone=query)
     word = _refers_back(text)
     if word:
         return Rewrite(f"{text} {last_question} {last_answer}".strip(),

@@ -109,3 +109,13 @@ def test_reader_reads_a_reference_with_the_last_question_not_the_long_quote():
     assert said.reader_question == "What is her title? Who led the U.S. delegation?"
     plain = rewrite("And the American side?", history("Who headed the Russian side?"))
     assert plain.reader_question == plain.query == "Who headed the American side?"
+
+
+def test_a_follow_up_builds_on_the_last_question_as_it_was_rewritten():
+    history = [{"role": "user", "content": "Who headed the Russian side?"},
+               {"role": "assistant", "content": "Alexander Darchiyev headed the Russian side."},
+               {"role": "user", "content": "And the American side?"},
+               {"role": "assistant", "content": "Sonata Coulter led the U.S. delegation."}]
+    assert rewrite("What else?", history).query == "Who headed the American side?"
+    assert rewrite("And the Georgian side?", history).query == "Who headed the Georgian side?"
+    assert rewrite("What is her title?", history).read == "What is her title? Who headed the American side?"
