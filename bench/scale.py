@@ -11,7 +11,7 @@ it reports the dense index that ``qa.store.dense_index`` chooses, its build time
 search latency, memory per chunk and recall@10 against exact search, and the BM25
 index's build time and query latency (bm25s, an inverted index). Then the whole
 index as ``qa`` stores it (documents, spans, chunk and sentence vectors, FAISS, BM25,
-sentence terms, manifest with checksums), built with ``qa.store.save`` and loaded
+sentence terms, manifest with checksums), built with ``qa.store.write_segment`` and ``publish`` and loaded
 with ``qa.store.load``, and a question's retrieval and reading (``qa.retrieval`` and
 ``qa.answer``, everything after the question is encoded) at each size, with the
 process's memory.
@@ -146,8 +146,11 @@ def synthetic_index(n: int, rng: np.random.Generator, folder: Path) -> tuple[lis
     spans = {k: np.array(v, np.int64) for k, v in cols.items()}
     manifest = {"model": "synthetic", "dimension": DIM, "chunking": {}, "documents": {
         doc.source: doc.sha256 for doc in documents}}
-    store.save(folder, manifest, documents, spans, chunk_vectors, sentence_vectors, chunk_texts,
-               sentence_texts)
+    entry = store.write_segment(folder, documents, spans, chunk_vectors, sentence_vectors, chunk_texts,
+                                sentence_texts)
+    counts = np.bincount(spans["chunk_doc"], minlength=len(documents))
+    entry["sources"] = {doc.source: int(counts[d]) for d, doc in enumerate(documents)}
+    store.publish(folder, dict(manifest, segments=[entry]))
     return chunk_texts, chunk_vectors
 
 
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- | --- | --- | --- |",
         *lexical,
         "",
-        "The whole index, saved by `qa.store.save` and loaded by `qa.store.load` (vectors",
+        "The whole index, saved by `qa.store.write_segment` and loaded by `qa.store.load` (vectors",
         "memory-mapped), and a question's retrieval and reading after encoding (`qa.retrieval`,",
         "`qa.answer`: 50 dense + 50 BM25 candidates, sentence-level scoring, the reader,",
         "corroboration). Found: the chunk a question was drawn from is among its 5 passages.",

@@ -44,7 +44,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .indexing import build_index
 
     sources = [Path(s) for s in args.sources] or default_sources()
-    result = build_index(sources, args.index, _embedder(args.model), rebuild=args.rebuild, report=_say)
+    result = build_index(sources, args.index, _embedder(args.model), rebuild=args.rebuild, report=_say,
+                         optimize=args.optimize)
     _say(result.summary())
     return 0
 
@@ -269,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index documents (folders or files)")
     p.add_argument("sources", nargs="*", help="folders or files (default: seeds)")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    p.add_argument("--optimize", action="store_true",
+                   help="merge every segment into one, dropping deleted documents' rows")
     common(p)
     p.set_defaults(func=cmd_index)
 

@@ -6,6 +6,7 @@ the previous build; only new or changed ones are embedded again.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -35,12 +36,13 @@ class BuildReport:
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    segments: int = 0
 
     def summary(self) -> str:
         return (
             f"indexed {self.documents} documents, {self.chunks} chunks in {self.seconds:.1f} s "
             f"({self.added} new, {self.changed} changed, {self.removed} removed, "
-            f"{self.unchanged} unchanged, {len(self.skipped)} skipped)"
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.segments} segments)"
         )
 
 
@@ -77,8 +79,11 @@ def build_index(
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     progress: bool | None = None,
     tracker: Progress | None = None,
+    optimize: bool = False,
 ) -> BuildReport:
-    """Index the sources into index_dir, reusing what an earlier build already embedded.
+    """Index the sources into index_dir: new and changed documents go into one new segment,
+    and the earlier copies of changed or removed ones are marked deleted; nothing else is
+    read, embedded or written again. ``optimize`` merges every segment into one.
 
     The manifest records the source roots (so a server can add documents to the same
     corpus) and, per document, its file, size and when its content was indexed.
@@ -91,66 +96,139 @@ def build_index(
     result = BuildReport()
     with store.build_lock(index_dir):
         previous = None if rebuild else _previous(index_dir, embedder, settings, report)
-        old_parts = _split_previous(previous) if previous else {}
-        old_info = previous.manifest.get("document_info", {}) if previous else {}
-        parts: list[_Part] = []
+        old_docs: dict[str, str] = previous["documents"] if previous else {}
+        old_info = previous.get("document_info", {}) if previous else {}
         fresh: list[_Part] = []
+        live: dict[str, str] = {}
         info: dict[str, dict] = {}
         files = find_files(sources, report)
         tracker.documents_total = len(files)
         for item in files:
-            part = _reuse_or_read(item, old_parts, report, result)
+            part = _reuse_or_read(item, old_docs, report, result)
             tracker.documents_done += 1
             if part is None:
                 continue
-            if part.sentence_vectors is None:
+            if isinstance(part, _Part):
                 fresh.append(part)
-            info[item.source] = _info(item.path, part, old_info.get(item.source))
-            parts.append(part)
-        if not parts:
+                live[item.source] = part.document.sha256
+            else:
+                live[item.source] = part
+            info[item.source] = _info(item.path, old_info.get(item.source) if isinstance(part, str) else None)
+        if not live:
             raise NoDocuments(
                 "no readable documents found in " + ", ".join(str(s) for s in sources)
                 + f" (supported: {' '.join(sorted(SUPPORTED))})"
             )
-        result.removed = len(set(old_parts) - {p.document.source for p in parts})
+        result.removed = len(set(old_docs) - set(live))
+        replaced = {s for s in old_docs if s not in live or live[s] != old_docs[s]}
+        segments = [] if previous is None else _mark_deleted(previous["segments"], replaced)
         _chunk_and_embed(fresh, embedder, settings, progress, tracker)
-        manifest = {
+        if fresh:
+            segments.append(_write(index_dir, fresh, embedder.dimension))
+        segments = _merge(index_dir, segments, embedder.dimension, everything=optimize)
+        store.publish(index_dir, {
             "model": embedder.name,
             "dimension": embedder.dimension,
             "chunking": settings.as_dict(),
             "sources": [os.path.abspath(s) for s in sources],
-            "documents": {p.document.source: p.document.sha256 for p in parts},
+            "documents": live,
             "document_info": info,
-        }
-        spans, chunk_vectors, sentence_vectors = _assemble(parts, embedder.dimension)
-        docs = [p.document for p in parts]
-        chunk_texts = _texts(docs, spans["chunk_doc"], spans["chunk_start"], spans["chunk_end"])
-        sentence_texts = _texts(docs, spans["sent_doc"], spans["sent_start"], spans["sent_end"])
-        store.save(index_dir, manifest, docs, spans, chunk_vectors, sentence_vectors,
-                   chunk_texts, sentence_texts)
-    result.documents = len(parts)
-    result.chunks = len(chunk_texts)
+            "segments": segments,
+        })
+    result.documents = len(live)
+    result.chunks = sum(_live_chunks(e) for e in segments)
+    result.segments = len(segments)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _previous(index_dir: Path, embedder: Embedder, settings: ChunkSettings, report) -> store.IndexData | None:
-    """The earlier build if it can be reused; otherwise None (a full rebuild)."""
+MERGE_FACTOR = 10  # this many segments of one size tier are merged into one (as Lucene's default)
+
+
+def _tier(chunks: int) -> int:
+    """Size tier: segments within a factor of MERGE_FACTOR of each other share one."""
+    return int(math.log(max(chunks, 1), MERGE_FACTOR))
+
+
+def _live_chunks(entry: dict) -> int:
+    dead = set(entry["deleted"])
+    return sum(n for source, n in entry["sources"].items() if source not in dead)
+
+
+def _mark_deleted(segments: list[dict], gone: set[str]) -> list[dict]:
+    """Segments with these documents marked deleted; segments left with none, dropped."""
+    out = []
+    for entry in segments:
+        dead = sorted(set(entry["deleted"]) | (gone & set(entry["sources"])))
+        if len(dead) < len(entry["sources"]):
+            out.append(dict(entry, deleted=dead))
+    return out
+
+
+def _merge(index_dir: Path, segments: list[dict], dimension: int, everything: bool) -> list[dict]:
+    """Size-tiered merging: while MERGE_FACTOR segments share a tier, they become one (and
+    ``everything``: all segments become one, without deleted rows)."""
+    if everything:
+        if len(segments) > 1 or any(e["deleted"] for e in segments):
+            return [_merged(index_dir, segments, dimension)]
+        return segments
+    while True:
+        tiers: dict[int, list[dict]] = {}
+        for entry in segments:
+            tiers.setdefault(_tier(_live_chunks(entry)), []).append(entry)
+        full = next((group for group in tiers.values() if len(group) >= MERGE_FACTOR), None)
+        if full is None:
+            return segments
+        group = sorted(full, key=_live_chunks)[:MERGE_FACTOR]
+        names = {e["name"] for e in group}
+        segments = [e for e in segments if e["name"] not in names] + [_merged(index_dir, group, dimension)]
+
+
+def _merged(index_dir: Path, group: list[dict], dimension: int) -> dict:
+    """One new segment holding the live documents of these, their vectors reused."""
+    view = store.combine({}, [store.load_segment(index_dir, e) for e in group], dimension, index_dir)
+    return _write(index_dir, list(_split_previous(view).values()), dimension)
+
+
+def _write(index_dir: Path, parts: list[_Part], dimension: int) -> dict:
+    spans, chunk_vectors, sentence_vectors = _assemble(parts, dimension)
+    docs = [p.document for p in parts]
+    entry = store.write_segment(
+        index_dir, docs, spans, chunk_vectors, sentence_vectors,
+        _texts(docs, spans["chunk_doc"], spans["chunk_start"], spans["chunk_end"]),
+        _texts(docs, spans["sent_doc"], spans["sent_start"], spans["sent_end"]))
+    entry["sources"] = {p.document.source: len(p.chunks) for p in parts}
+    return entry
+
+
+def _previous(index_dir: Path, embedder: Embedder, settings: ChunkSettings, report) -> dict | None:
+    """The earlier manifest if its segments can be kept; otherwise None (a full rebuild).
+
+    Only the manifest is read: an update costs what the changed documents cost, however
+    large the index. Its segments' files must all be there at their recorded sizes.
+    """
     try:
-        data = store.load(index_dir, embedder.name, embedder.dimension)
+        manifest = store.read_manifest(index_dir)
+        if manifest.get("model") != embedder.name or manifest.get("dimension") != embedder.dimension:
+            raise IndexInvalid(f"index at {index_dir} was built with model {manifest.get('model')!r}")
+        for entry in manifest["segments"]:
+            for name, digest in entry["files"].items():
+                path = index_dir / entry["name"] / name
+                if not path.is_file() or path.stat().st_size != digest["bytes"]:
+                    raise IndexInvalid(f"index file {path} is missing or damaged")
     except IndexMissing:
         return None
-    except IndexInvalid as exc:
+    except (IndexInvalid, KeyError, TypeError, OSError) as exc:
         report(f"rebuilding from scratch: {str(exc).split(';')[0]}")
         return None
-    if data.manifest.get("chunking") != settings.as_dict():
+    if manifest.get("chunking") != settings.as_dict():
         report("rebuilding from scratch: chunking settings changed")
         return None
-    return data
+    return manifest
 
 
 def _split_previous(data: store.IndexData) -> dict[str, _Part]:
-    """Cut the earlier build back into per-document parts (rows are grouped by document)."""
+    """Cut an index back into per-document parts (rows are grouped by document)."""
     s, n = data.spans, len(data.documents)
     sent_bounds = np.searchsorted(s["sent_doc"], np.arange(n + 1))
     chunk_bounds = np.searchsorted(s["chunk_doc"], np.arange(n + 1))
@@ -167,30 +245,34 @@ def _split_previous(data: store.IndexData) -> dict[str, _Part]:
     return parts
 
 
-def _reuse_or_read(item: SourceFile, old: dict[str, _Part], report, result: BuildReport) -> _Part | None:
-    previous = old.get(item.source)
+def _reuse_or_read(item: SourceFile, old: dict[str, str], report, result: BuildReport) -> _Part | str | None:
+    """The content hash of an unchanged document (it stays in its segment), a new part to
+    index for a new or changed one, or None for one that cannot be read."""
+    before = old.get(item.source)
     try:
-        if previous is not None and store.file_sha256(item.path) == previous.document.sha256:
-            result.unchanged += 1
-            return previous
+        if before is not None:
+            digest = store.file_sha256(item.path)
+            if digest == before:
+                result.unchanged += 1
+                return digest
         document = read_document(item)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         report(f"skipped {shown(item.path)}: {reason}")
         result.skipped.append(item.source)
         return None
-    if previous is None:
+    if before is None:
         result.added += 1
     else:
         result.changed += 1
     return _Part(document, np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
 
 
-def _info(path: Path, part: _Part, old: dict | None) -> dict:
-    """Where a document's file is, its size, and when this content was first indexed."""
-    unchanged = isinstance(old, dict) and part.sentence_vectors is not None
-    when = (old.get("indexed_at") if unchanged else None) or time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                           time.gmtime())
+def _info(path: Path, old: dict | None) -> dict:
+    """Where a document's file is, its size, and when this content was first indexed
+    (``old``: what the manifest said of it, when unchanged)."""
+    when = (old.get("indexed_at") if isinstance(old, dict) else None) or time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         size = os.stat(path).st_size
     except OSError:

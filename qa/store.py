@@ -1,11 +1,15 @@
-"""The index on disk: documents, spans, vectors, FAISS and BM25, behind one manifest.
+"""The index on disk: immutable segments behind one manifest.
 
-An index folder holds a ``current`` link to one complete build. A build is
-written into a fresh folder next to it and published by replacing the link
-in one atomic rename, so a reader never sees a half-written index and a
-crash mid-build leaves the previous one in place. The manifest records the
-format, model, chunking and a SHA-256 of every file, so a damaged or
-mismatched index is refused with a message that says how to rebuild it.
+A segment holds the documents, spans, vectors, FAISS index, term counts and
+stored text of the documents it was written with, and is never changed again.
+The manifest names the live segments and, per segment, the documents that later
+segments replaced or deleted (tombstones). An index folder holds a ``current``
+link to the folder of the manifest in use; a new manifest is written next to it
+and published by replacing the link in one atomic rename, so a reader never sees
+a half-written index and a crash at any point leaves the previous one in place.
+The manifest records the format, model, chunking and a SHA-256 of every file of
+every segment, so a damaged or mismatched index is refused with a message that
+says how to rebuild it.
 """
 
 from __future__ import annotations
@@ -25,22 +29,25 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import bm25s
 import faiss
 import numpy as np
 import scipy.sparse as sp
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from .errors import IndexBusy, IndexInvalid, IndexMissing
+from .lexical import Lexical, Postings
+from .shards import Dense, Rows
 from .sources import Document
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # One question is one search: FAISS's OpenMP threads only add overhead there, and the
 # server already answers requests on several threads.
 faiss.omp_set_num_threads(1)
 EXACT_LIMIT = 50_000  # chunks; above this the dense index is approximate (see dense_index)
 CURRENT = "current"
 LOCK = ".lock"
+SEGMENT = "seg-"  # segment folders
+MANIFEST = "gen-"  # folders of one manifest each; `current` links to the one in use
 SPAN_FIELDS = (
     "sent_doc", "sent_start", "sent_end",
     "chunk_doc", "chunk_start", "chunk_end", "chunk_first", "chunk_last",
@@ -54,10 +61,10 @@ class IndexData:
     manifest: dict
     documents: list[Document]
     spans: dict[str, np.ndarray]
-    chunk_vectors: np.ndarray
-    sentence_vectors: np.ndarray
-    dense: faiss.Index
-    lexical: bm25s.BM25 | None
+    chunk_vectors: Rows  # indexed like an array by chunk id
+    sentence_vectors: Rows
+    dense: Dense
+    lexical: Lexical
     sentence_terms: sp.csr_matrix  # sentences x BM25 vocabulary: which words each holds
     path: Path
 
@@ -77,7 +84,7 @@ class IndexData:
         self._by_source = {d.source: d for d in self.documents}
         # Inverse document frequency (over chunks) of every word in the BM25 vocabulary.
         n = max(self.chunk_count, 1)
-        df = np.diff(self.lexical.scores["indptr"]).astype(np.float64) if self.lexical else np.zeros(0)
+        df = self.lexical.document_frequencies
         self.term_weights = np.log1p((n - df + 0.5) / (df + 0.5))
         self.unknown_term_weight = float(np.log1p((n + 0.5) / 0.5))
 
@@ -123,59 +130,72 @@ def exists(index_dir: Path) -> bool:
     return (index_dir / CURRENT / "manifest.json").is_file()
 
 
-def save(
-    index_dir: Path,
-    manifest: dict,
-    documents: list[Document],
-    spans: dict[str, np.ndarray],
-    chunk_vectors: np.ndarray,
-    sentence_vectors: np.ndarray,
-    chunk_texts: list[str],
-    sentence_texts: list[str],
-) -> Path:
-    """Write a complete build aside, then publish it atomically."""
+def write_segment(index_dir: Path, documents: list[Document], spans: dict[str, np.ndarray],
+                  chunk_vectors: np.ndarray, sentence_vectors: np.ndarray, chunk_texts: list[str],
+                  sentence_texts: list[str]) -> dict:
+    """Write one immutable segment, synced to disk; its entry for the manifest.
+
+    Nothing refers to it until a manifest naming it is published.
+    """
     index_dir.mkdir(parents=True, exist_ok=True)
-    build = index_dir / f"build-{uuid.uuid4().hex[:12]}"
-    build.mkdir()
+    name = f"{SEGMENT}{uuid.uuid4().hex[:12]}"
+    folder = index_dir / name
+    folder.mkdir()
     try:
-        with open(build / "documents.jsonl", "w", encoding="utf-8") as fh:
+        with open(folder / "documents.jsonl", "w", encoding="utf-8") as fh:
             for d in documents:
                 row = {"source": d.source, "sha256": d.sha256, "pages": d.pages, "text": d.text}
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        np.savez(build / "spans.npz", **{k: spans[k] for k in SPAN_FIELDS})
-        np.save(build / "chunk_vectors.npy", chunk_vectors)
-        np.save(build / "sentence_vectors.npy", sentence_vectors.astype(np.float16))
+        np.savez(folder / "spans.npz", **{k: spans[k] for k in SPAN_FIELDS})
+        np.save(folder / "chunk_vectors.npy", chunk_vectors)
+        np.save(folder / "sentence_vectors.npy", sentence_vectors.astype(np.float16))
         dense, dense_info = dense_index(chunk_vectors)
-        faiss.write_index(dense, str(build / "dense.faiss"))
-        vocab: dict[str, int] = {}
-        if chunk_texts:
-            lexical = bm25s.BM25()
-            lexical.index(tokenize(chunk_texts), show_progress=False)
-            lexical.save(str(build / "bm25"))
-            vocab = lexical.vocab_dict
-        sp.save_npz(build / "sentence_terms.npz", term_matrix(sentence_texts, vocab))
-        files = sorted(p for p in build.rglob("*") if p.is_file())
-        manifest = dict(manifest, format_version=FORMAT_VERSION, dense_index=dense_info, files={
-            p.relative_to(build).as_posix(): _file_digest(p) for p in files
-        })
-        manifest["checksum"] = manifest_checksum(manifest)
-        (build / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        for p in [*files, build / "manifest.json"]:
+        faiss.write_index(dense, str(folder / "dense.faiss"))
+        postings = Postings.build(tokenize(chunk_texts))
+        postings.save(folder)
+        vocab = {w: i for i, w in enumerate(postings.vocab)}
+        sp.save_npz(folder / "sentence_terms.npz", term_matrix(sentence_texts, vocab))
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        for p in files:
             _fsync(p)
+        _fsync(folder)
+        return {"name": name, "sources": [d.source for d in documents], "chunks": len(chunk_texts),
+                "dense_index": dense_info, "deleted": [],
+                "files": {p.relative_to(folder).as_posix(): _file_digest(p) for p in files}}
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def publish(index_dir: Path, manifest: dict) -> Path:
+    """Make this manifest (and the segments it names) the index, in one atomic rename;
+    then remove what no manifest in use refers to any more."""
+    manifest = dict(manifest, format_version=FORMAT_VERSION)
+    manifest.pop("checksum", None)
+    manifest["checksum"] = manifest_checksum(manifest)
+    folder = index_dir / f"{MANIFEST}{uuid.uuid4().hex[:12]}"
+    folder.mkdir(parents=True)
+    try:
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        _fsync(folder / "manifest.json")
+        _fsync(folder)
         link = index_dir / f".current-{uuid.uuid4().hex[:8]}"
-        os.symlink(build.name, link)
+        os.symlink(folder.name, link)
         os.replace(link, index_dir / CURRENT)
         _fsync(index_dir)
     except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         raise
-    _remove_old_builds(index_dir, keep=build.name)
-    return build
+    _remove_unused(index_dir, folder.name, {entry["name"] for entry in manifest["segments"]})
+    return folder
 
 
-def _remove_old_builds(index_dir: Path, keep: str) -> None:
+def _remove_unused(index_dir: Path, manifest: str, segments: set[str]) -> None:
+    """Older manifests, segments no manifest names, and earlier formats' builds."""
     for p in index_dir.iterdir():
-        if p.name.startswith(("build-", ".current-")) and p.name != keep:
+        stale = (p.name.startswith(MANIFEST) and p.name != manifest) or p.name.startswith(
+            (".current-", "build-")) or (p.name.startswith(SEGMENT) and p.name not in segments)
+        if stale:
             if p.is_symlink() or p.is_file():
                 p.unlink(missing_ok=True)
             else:
@@ -296,28 +316,68 @@ def manifest_checksum(manifest: dict) -> str:
 
 
 def verify_files(index_dir: Path, manifest: dict) -> Path:
-    """Every file the manifest lists is present with its recorded checksum; the build checked."""
-    build = (index_dir / CURRENT).resolve()
-    for name, expected in manifest.get("files", {}).items():
-        path = build / name
-        try:
-            intact = path.is_file() and _file_digest(path) == expected
-        except OSError:
-            intact = False
-        if not intact:
-            raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
-    return build
+    """Every file of every segment the manifest names is present with its recorded
+    checksum; the manifest's folder, checked."""
+    folder = (index_dir / CURRENT).resolve()
+    for entry in manifest.get("segments", []):
+        for name, expected in entry.get("files", {}).items():
+            path = index_dir / entry["name"] / name
+            try:
+                intact = path.is_file() and _file_digest(path) == expected
+            except OSError:
+                intact = False
+            if not intact:
+                raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
+    return folder
+
+
+def segment_folders(index_dir: Path) -> list[Path]:
+    """The folders of the segments the current manifest names, oldest first."""
+    return [index_dir / entry["name"] for entry in read_manifest(index_dir)["segments"]]
+
+
+@dataclass
+class Segment:
+    """One segment as stored, every row of it (deleted documents included)."""
+
+    entry: dict
+    documents: list[Document]
+    spans: dict[str, np.ndarray]
+    chunk_vectors: np.ndarray
+    sentence_vectors: np.ndarray
+    dense: faiss.Index
+    postings: Postings
+    sentence_terms: sp.csr_matrix
+
+
+def load_segment(index_dir: Path, entry: dict) -> Segment:
+    folder = index_dir / entry["name"]
+    documents = []
+    with open(folder / "documents.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            documents.append(Document(row["source"], row["text"], row["sha256"], row["pages"]))
+    with np.load(folder / "spans.npz") as npz:
+        spans = {k: npz[k] for k in SPAN_FIELDS}
+    # Memory-mapped: pages are read on demand and shared between processes.
+    chunk_vectors = np.load(folder / "chunk_vectors.npy", mmap_mode="r")
+    sentence_vectors = np.load(folder / "sentence_vectors.npy", mmap_mode="r")
+    dense = faiss.read_index(str(folder / "dense.faiss"))
+    if "nprobe" in entry.get("dense_index", {}):
+        dense.nprobe = int(entry["dense_index"]["nprobe"])
+    return Segment(entry, documents, spans, chunk_vectors, sentence_vectors, dense, Postings.load(folder),
+                   sp.load_npz(folder / "sentence_terms.npz").tocsr())
 
 
 def load(index_dir: Path, model_name: str | None = None, dimension: int | None = None,
          verified: Path | None = None) -> IndexData:
-    """Load and verify the current build; any damage or mismatch is an IndexInvalid.
+    """Load and verify the current index; any damage or mismatch is an IndexInvalid.
 
-    ``verified`` is a build that verify_files already checked: if it is still the
-    current one, its checksums are not computed twice.
+    ``verified`` is a manifest folder that verify_files already checked: if it is still
+    the current one, its checksums are not computed twice.
     """
     manifest = read_manifest(index_dir)
-    build = (index_dir / CURRENT).resolve()
+    folder = (index_dir / CURRENT).resolve()
     if model_name is not None and manifest.get("model") != model_name:
         raise IndexInvalid(
             f"index at {index_dir} was built with model {manifest.get('model')!r}, not "
@@ -328,29 +388,67 @@ def load(index_dir: Path, model_name: str | None = None, dimension: int | None =
             f"index at {index_dir} holds {manifest.get('dimension')}-dimensional vectors, the "
             f"model makes {dimension}; {rebuild_hint(index_dir)}"
         )
-    if build != verified:
+    if folder != verified:
         verify_files(index_dir, manifest)
     try:
-        documents = []
-        with open(build / "documents.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line)
-                documents.append(Document(row["source"], row["text"], row["sha256"], row["pages"]))
-        with np.load(build / "spans.npz") as npz:
-            spans = {k: npz[k] for k in SPAN_FIELDS}
-        # Memory-mapped: pages are read on demand and shared between processes.
-        chunk_vectors = np.load(build / "chunk_vectors.npy", mmap_mode="r")
-        sentence_vectors = np.load(build / "sentence_vectors.npy", mmap_mode="r")
-        dense = faiss.read_index(str(build / "dense.faiss"))
-        if "nprobe" in manifest.get("dense_index", {}):
-            dense.nprobe = int(manifest["dense_index"]["nprobe"])
-        lexical = bm25s.BM25.load(str(build / "bm25")) if (build / "bm25").is_dir() else None
-        sentence_terms = sp.load_npz(build / "sentence_terms.npz").tocsr()
+        segments = [load_segment(index_dir, entry) for entry in manifest["segments"]]
+        return combine(manifest, segments, int(manifest["dimension"]), folder)
     except Exception as exc:  # anything unreadable past the checksums is still damage
         hint = rebuild_hint(index_dir)
         raise IndexInvalid(f"index at {index_dir} cannot be read ({exc}); {hint}") from None
-    return IndexData(manifest, documents, spans, chunk_vectors, sentence_vectors, dense, lexical,
-                     sentence_terms, build)
+
+
+def combine(manifest: dict, segments: list[Segment], dimension: int, path: Path) -> IndexData:
+    """The live documents of these segments as one index, numbered in segment order."""
+    documents: list[Document] = []
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in SPAN_FIELDS}
+    chunk_parts, sentence_parts, dense_parts, lexical_parts, maps = [], [], [], [], []
+    base = {"doc": 0, "sent": 0, "chunk": 0}
+    for seg in segments:
+        dead = set(seg.entry.get("deleted", []))
+        live_doc = np.array([d.source not in dead for d in seg.documents], bool)
+        s = seg.spans
+        doc_map = _numbering(live_doc, base, "doc")
+        sent_live, chunk_live = live_doc[s["sent_doc"]], live_doc[s["chunk_doc"]]
+        sent_map, chunk_map = _numbering(sent_live, base, "sent"), _numbering(chunk_live, base, "chunk")
+        documents += [d for d, alive in zip(seg.documents, live_doc) if alive]
+        cols["sent_doc"].append(doc_map[s["sent_doc"][sent_live]])
+        cols["sent_start"].append(s["sent_start"][sent_live])
+        cols["sent_end"].append(s["sent_end"][sent_live])
+        cols["chunk_doc"].append(doc_map[s["chunk_doc"][chunk_live]])
+        cols["chunk_start"].append(s["chunk_start"][chunk_live])
+        cols["chunk_end"].append(s["chunk_end"][chunk_live])
+        cols["chunk_first"].append(sent_map[s["chunk_first"][chunk_live]])
+        cols["chunk_last"].append(sent_map[s["chunk_last"][chunk_live] - 1] + 1)  # one past the end
+        everything = bool(live_doc.all())
+        chunk_parts.append((seg.chunk_vectors, None if everything else np.flatnonzero(chunk_live)))
+        sentence_parts.append((seg.sentence_vectors, None if everything else np.flatnonzero(sent_live)))
+        dense_parts.append((seg.dense, chunk_map))
+        lexical_parts.append((seg.postings, chunk_map))
+        maps.append(sent_live)
+    spans = {k: (np.concatenate(v) if v else np.zeros(0)).astype(np.int64) for k, v in cols.items()}
+    lexical = Lexical(lexical_parts, base["chunk"])
+    terms = [_global_terms(seg.sentence_terms[live], lexical.to_global(i), len(lexical.vocab_dict))
+             for i, (seg, live) in enumerate(zip(segments, maps))]
+    sentence_terms = (sp.vstack(terms).tocsr() if terms
+                      else sp.csr_matrix((0, max(len(lexical.vocab_dict), 1)), dtype=np.float32))
+    return IndexData(manifest, documents, spans, Rows(chunk_parts, dimension),
+                     Rows(sentence_parts, dimension), Dense(dense_parts), lexical, sentence_terms, path)
+
+
+def _numbering(live: np.ndarray, base: dict[str, int], kind: str) -> np.ndarray:
+    """Global ids of the live rows (in order, after those of earlier segments); -1 for the rest."""
+    out = np.full(len(live), -1, np.int64)
+    count = int(live.sum())
+    out[live] = np.arange(base[kind], base[kind] + count)
+    base[kind] += count
+    return out
+
+
+def _global_terms(matrix: sp.csr_matrix, to_global: np.ndarray, size: int) -> sp.csr_matrix:
+    """A segment's sentence x word matrix with its words renumbered in the united vocabulary."""
+    indices = to_global[matrix.indices] if len(to_global) else matrix.indices
+    return sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], max(size, 1)))
 
 
 def file_sha256(path: Path) -> str:

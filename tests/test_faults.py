@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from qa import store
 from qa.cli import main
 from qa.engine import Engine
 
@@ -231,25 +232,25 @@ def check_index(idx: Path, corpus: Corpus) -> None:
 
 
 def leftovers(idx: Path) -> list[str]:
-    """Build folders and publish links other than the one `current` points to."""
-    keep = (idx / "current").resolve().name
+    """Segments, manifest folders and publish links that the current manifest does not use."""
+    keep = {(idx / "current").resolve().name, *(p.name for p in store.segment_folders(idx))}
     return sorted(p.name for p in idx.iterdir()
-                  if p.name.startswith(("build-", ".current-")) and p.name != keep)
+                  if p.name.startswith(("seg-", "gen-", ".current-")) and p.name not in keep)
 
 
 # ---------------------------------------------------------------------------------------------
 # SIGKILL at random points of a build.
 
 RANDOM_KILLS = 7  # at random points of a build
-MID_WRITE_KILLS = 2  # the moment the new build folder appears: while it is being written
-AT_PUBLISH_KILLS = 1  # the moment `current` points to the new build: before old ones are removed
+MID_WRITE_KILLS = 2  # the moment the new segment's folder appears: while it is being written
+AT_PUBLISH_KILLS = 1  # the moment `current` points to the new manifest: before old ones are removed
 SHARE_CHANGED = 0.4  # of the files rewritten before every run, so every run re-embeds
 
 
 def _kill_when(idx: Path, kind: str, before: set[str], old_target: str, deadline: float) -> None:
     """Wait for the moment a targeted kill is due."""
     while time.monotonic() < deadline:
-        if kind == "mid-write" and any(n.startswith("build-") and n not in before
+        if kind == "mid-write" and any(n.startswith("seg-") and n not in before
                                        for n in os.listdir(idx)):
             return
         if kind == "at publish" and os.readlink(idx / "current") != old_target:
@@ -307,7 +308,7 @@ def test_sigkill_during_build_loses_nothing(forker, tmp_path, embedder):
             assert code == -signal.SIGKILL
             assert documents == published  # the previous build, whole: never a mixture
             outcomes["killed before publishing"] += 1
-        if {n for n in leftovers(idx) if n.startswith("build-")} - before:
+        if {n for n in leftovers(idx) if n.startswith("seg-")} - before:
             outcomes["left a partial build"] += 1
         check_index(idx, corpus)
         if n in (5, len(plan)):  # the next run without a kill completes and clears what kills left
@@ -402,11 +403,19 @@ def small_index(tmp_path_factory, embedder) -> tuple[Path, Corpus]:
     return tmp / "index", corpus
 
 
+def index_files(idx: Path) -> list[str]:
+    """Every file the current index reads, relative to its folder: the manifest and each
+    segment's files."""
+    folders = [(idx / "current").resolve(), *store.segment_folders(idx)]
+    return sorted(p.relative_to(idx).as_posix() for f in folders for p in f.rglob("*") if p.is_file())
+
+
 def test_every_damaged_index_file_is_refused_by_ask(small_index, tmp_path):
     good, corpus = small_index
-    build = (good / "current").resolve()
-    files = sorted(p.relative_to(build).as_posix() for p in build.rglob("*") if p.is_file())
-    assert {"manifest.json", "documents.jsonl", "spans.npz", "dense.faiss"} <= set(files)
+    build = good
+    files = index_files(good)
+    assert {"manifest.json", "documents.jsonl", "spans.npz", "dense.faiss", "terms.npz"} <= {
+        f.split("/")[-1] for f in files}
     refused = 0
     for name in files:
         original = (build / name).read_bytes()
@@ -420,7 +429,7 @@ def test_every_damaged_index_file_is_refused_by_ask(small_index, tmp_path):
             what = f"{name} {how}: {err!r}"
             assert code == 1 and out == "", what
             assert err.count("\n") == 1 and err.startswith("qa: error: "), what
-            if name == "manifest.json" and data is None:  # no manifest: no index, build one
+            if name.endswith("manifest.json") and data is None:  # no manifest: no index, build one
                 assert f"no index at {good}; build one with: qa index SOURCES --index {good}" in err
             else:
                 assert name.split("/")[-1] in err, what  # names the damaged file
@@ -487,8 +496,8 @@ def test_serve_refuses_a_damaged_index(small_index, forker, tmp_path):
     good, _ = small_index
     idx = tmp_path / "index"
     shutil.copytree(good, idx, symlinks=True)
-    build = (idx / "current").resolve()
-    files = sorted(p.relative_to(build).as_posix() for p in build.rglob("*") if p.is_file())
+    build = idx
+    files = index_files(idx)
     for name in files:  # every file, one flipped byte each, forked serve
         original = (build / name).read_bytes()
         _, flipped = _damages(original)[4]
@@ -501,7 +510,8 @@ def test_serve_refuses_a_damaged_index(small_index, forker, tmp_path):
         assert not _listening(port)
 
     # And once as a user starts it: a fresh process, the chunk vectors truncated.
-    (build / "chunk_vectors.npy").write_bytes((build / "chunk_vectors.npy").read_bytes()[:100])
+    vectors = store.segment_folders(idx)[0] / "chunk_vectors.npy"
+    vectors.write_bytes(vectors.read_bytes()[:100])
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "qa.cli", "serve", "--index", str(idx), "--port",

@@ -143,7 +143,7 @@ def test_hostile_folder_is_indexed_with_one_line_per_bad_file(tmp_path, embedder
         assert reason in hits[0], (path, hits)
     summary = lines[-1]
     assert re.fullmatch(r"indexed 7 documents, \d+ chunks in [\d.]+ s \(7 new, 0 changed, 0 removed, "
-                        r"0 unchanged, \d+ skipped\)", summary), summary
+                        r"0 unchanged, \d+ skipped; 1 segments\)", summary), summary
     # Every line is a skip note or the summary: no traceback, no warnings, no stray output.
     assert len(lines) == len(expected) + 1, lines  # + the summary
 

@@ -126,7 +126,7 @@ def test_damaged_index_is_refused_with_rebuild_hint(seed_index, tmp_path, embedd
 
     idx = tmp_path / "copy"
     shutil.copytree(seed_index, idx, symlinks=True)
-    build = (idx / "current").resolve()
+    (build,) = store.segment_folders(idx)
     target = build / "chunk_vectors.npy"
     data = bytearray(target.read_bytes())
     data[-5] ^= 0xFF
@@ -173,7 +173,9 @@ def test_failed_build_leaves_previous_index(corpus, tmp_path, embedder, monkeypa
     with pytest.raises(OSError):
         build_index([corpus], idx, embedder, report=lambda _: None)
     assert (idx / "current").resolve() == first
-    assert [p.name for p in idx.iterdir() if p.name.startswith("build-")] == [first.name]
+    assert [p.name for p in idx.iterdir() if p.name.startswith("gen-")] == [first.name]
+    segments = {p.name for p in idx.iterdir() if p.name.startswith("seg-")}
+    assert segments == {p.name for p in store.segment_folders(idx)}  # the failed one is gone
     assert Engine(idx).ask("Who built the lighthouse of Varnholm?")["answerable"]
 
 

@@ -85,7 +85,7 @@ def test_damaged_build_keeps_the_old_index_serving(watched):
     make_index([corpus(tmp / "docs", True)], index)
     assert watcher.reload("test")
     good = engine.data
-    with open(index / store.CURRENT / "documents.jsonl", "a", encoding="utf-8") as fh:
+    with open(store.segment_folders(index)[-1] / "documents.jsonl", "a", encoding="utf-8") as fh:
         fh.write("garbage\n")
     assert watcher.reload("SIGHUP") is False
     assert engine.data is good and watcher.failures == 1
@@ -182,7 +182,7 @@ def test_rebuild_while_serving_then_sighup(seed_index, tmp_path):
         assert status == 200 and not answers_new_doc(json.loads(body))
 
         # A damaged build on SIGHUP: one line in the log, and the loaded index keeps answering.
-        with open(index / store.CURRENT / "documents.jsonl", "a", encoding="utf-8") as fh:
+        with open(store.segment_folders(index)[-1] / "documents.jsonl", "a", encoding="utf-8") as fh:
             fh.write("garbage\n")
         server.proc.send_signal(signal.SIGHUP)
         log = wait_for_log(server.log, "qa: reload (SIGHUP) failed, still serving the previous index")

@@ -1,0 +1,93 @@
+"""Several segments' vectors and FAISS indexes seen as one, by global row ids.
+
+A segment is never rewritten: when a later segment replaces or deletes one of its
+documents, that document's rows stay on disk and are only left out here. Global ids
+number the live rows of all segments in order, so retrieval and reading work on one
+index whatever the number of segments.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+
+def _ids(key: object, length: int) -> np.ndarray:
+    if isinstance(key, slice):
+        return np.arange(length)[key]
+    key = np.asarray(key)
+    return np.flatnonzero(key) if key.dtype == bool else key.astype(np.int64)
+
+
+class Rows:
+    """Rows of several segments' arrays as one array of their live rows.
+
+    ``parts`` pairs each segment's array with the local row of each of its live rows
+    (None: every row is live).
+    """
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray | None]], dimension: int) -> None:
+        self.parts = parts
+        self.dimension = dimension
+        sizes = [len(a) if live is None else len(live) for a, live in parts]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.dtype = parts[0][0].dtype if parts else np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self), self.dimension
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        if len(self.parts) == 1 and self.parts[0][1] is None:  # one segment, nothing deleted
+            return self.parts[0][0][key]
+        ids = _ids(key, len(self))
+        out = np.empty((len(ids), self.dimension), self.dtype)
+        owner = np.searchsorted(self.offsets, ids, side="right") - 1
+        for s in np.unique(owner).tolist():
+            mask = owner == s
+            array, live = self.parts[s]
+            local = ids[mask] - self.offsets[s]
+            out[mask] = array[local if live is None else live[local]]
+        return out
+
+
+class Dense:
+    """Nearest live chunks over every segment's FAISS index, merged by score.
+
+    ``parts`` pairs each segment's index with the global id of each of its rows (-1:
+    deleted). Each segment gives its own k best live rows (a selector hides the
+    deleted ones), so the merged k best are the same as one index's over the same rows.
+    """
+
+    def __init__(self, parts: list[tuple[faiss.Index, np.ndarray]]) -> None:
+        self.parts = []
+        self.ntotal = 0
+        for index, ids in parts:
+            live = np.flatnonzero(ids >= 0)
+            params = None
+            if len(live) < index.ntotal:
+                selector = faiss.IDSelectorBatch(live.astype(np.int64))
+                params = (faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+                          if hasattr(index, "nprobe") else faiss.SearchParameters(sel=selector))
+                params._selector = selector  # keep it alive as long as the parameters
+            self.parts.append((index, ids, params, len(live)))
+            self.ntotal += len(live)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, global ids) of the k nearest live chunks, best first, for one query row."""
+        scores, found = [], []
+        for index, ids, params, live in self.parts:
+            if not live:
+                continue
+            s, rows = index.search(vectors, min(k, live), params=params)
+            keep = rows[0] >= 0
+            scores.append(s[0][keep])
+            found.append(ids[rows[0][keep]])
+        if not scores:
+            return np.zeros((1, 0), np.float32), np.zeros((1, 0), np.int64)
+        s, g = np.concatenate(scores), np.concatenate(found)
+        order = np.lexsort((g, -s))[:k]
+        return s[order][None, :], g[order][None, :]
