@@ -113,37 +113,51 @@ def rss_mib() -> tuple[float, float]:
 CHUNKS_PER_DOCUMENT = 1000
 
 
+def synthetic_parts(n: int, rng: np.random.Generator, parts: int = 1) -> list[tuple]:
+    """n chunks (two 20-word sentences each) cut into ``parts`` segments' worth of
+    (documents, spans, chunk vectors, sentence vectors, chunk texts, sentence texts)."""
+    vocab = np.array([f"w{i}" for i in range(50_000)])
+    out = []
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    for part, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        m = int(hi - lo)
+        words = vocab[np.minimum(rng.zipf(1.3, size=(m, 40)), 50_000) - 1]
+        chunk_vectors = vectors(m, rng)
+        noise = 0.3 / np.sqrt(DIM) * rng.standard_normal((2 * m, DIM)).astype(np.float32)
+        sentence_vectors = np.repeat(chunk_vectors, 2, axis=0) + noise
+        sentence_vectors /= np.linalg.norm(sentence_vectors, axis=1, keepdims=True)
+        cols: dict[str, list[int]] = {k: [] for k in store.SPAN_FIELDS}
+        documents, chunk_texts, sentence_texts = [], [], []
+        for d, first in enumerate(range(0, m, CHUNKS_PER_DOCUMENT)):
+            pieces, pos = [], 0
+            for c in range(first, min(first + CHUNKS_PER_DOCUMENT, m)):
+                halves = [" ".join(words[c, :20]) + ".", " ".join(words[c, 20:]) + "."]
+                cols["chunk_doc"].append(d)
+                cols["chunk_start"].append(pos)
+                cols["chunk_first"].append(len(cols["sent_doc"]))
+                for half in halves:
+                    cols["sent_doc"].append(d)
+                    cols["sent_start"].append(pos)
+                    cols["sent_end"].append(pos + len(half))
+                    sentence_texts.append(half)
+                    pos += len(half) + 1
+                cols["chunk_end"].append(pos - 1)
+                cols["chunk_last"].append(len(cols["sent_doc"]))
+                chunk_texts.append(" ".join(halves))
+                pieces.append(" ".join(halves))
+                pos += 1  # the second of the two newlines between chunks
+            text = "\n\n".join(pieces)
+            documents.append(Document(f"part{part:02d}-doc{d:05d}.txt", text,
+                                      hashlib.sha256(text.encode()).hexdigest()))
+        spans = {k: np.array(v, np.int64) for k, v in cols.items()}
+        out.append((documents, spans, chunk_vectors, sentence_vectors, chunk_texts, sentence_texts))
+    return out
+
+
 def synthetic_index(n: int, rng: np.random.Generator, folder: Path) -> tuple[list[str], np.ndarray]:
     """Save an index of n chunks (two 20-word sentences each) as ``qa index`` would."""
-    vocab = np.array([f"w{i}" for i in range(50_000)])
-    words = vocab[np.minimum(rng.zipf(1.3, size=(n, 40)), 50_000) - 1]
-    chunk_vectors = vectors(n, rng)
-    noise = 0.3 / np.sqrt(DIM) * rng.standard_normal((2 * n, DIM)).astype(np.float32)
-    sentence_vectors = np.repeat(chunk_vectors, 2, axis=0) + noise
-    sentence_vectors /= np.linalg.norm(sentence_vectors, axis=1, keepdims=True)
-    cols: dict[str, list[int]] = {k: [] for k in store.SPAN_FIELDS}
-    documents, chunk_texts, sentence_texts = [], [], []
-    for d, first in enumerate(range(0, n, CHUNKS_PER_DOCUMENT)):
-        parts, pos = [], 0
-        for c in range(first, min(first + CHUNKS_PER_DOCUMENT, n)):
-            halves = [" ".join(words[c, :20]) + ".", " ".join(words[c, 20:]) + "."]
-            cols["chunk_doc"].append(d)
-            cols["chunk_start"].append(pos)
-            cols["chunk_first"].append(len(cols["sent_doc"]))
-            for half in halves:
-                cols["sent_doc"].append(d)
-                cols["sent_start"].append(pos)
-                cols["sent_end"].append(pos + len(half))
-                sentence_texts.append(half)
-                pos += len(half) + 1
-            cols["chunk_end"].append(pos - 1)
-            cols["chunk_last"].append(len(cols["sent_doc"]))
-            chunk_texts.append(" ".join(halves))
-            parts.append(" ".join(halves))
-            pos += 1  # the second of the two newlines between chunks
-        text = "\n\n".join(parts)
-        documents.append(Document(f"doc{d:05d}.txt", text, hashlib.sha256(text.encode()).hexdigest()))
-    spans = {k: np.array(v, np.int64) for k, v in cols.items()}
+    (documents, spans, chunk_vectors, sentence_vectors, chunk_texts,
+     sentence_texts) = synthetic_parts(n, rng)[0]
     manifest = {"model": "synthetic", "dimension": DIM, "chunking": {}, "documents": {
         doc.source: doc.sha256 for doc in documents}}
     entry = store.write_segment(folder, documents, spans, chunk_vectors, sentence_vectors, chunk_texts,

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import bm25s
 import numpy as np
 
+from .lexical import Lexical
 from .store import IndexData, tokenize
 
 DEPTH = 50  # candidates taken from each ranking before fusion
@@ -57,7 +57,7 @@ def make_query(data: IndexData, text: str, vector: np.ndarray) -> Query:
     Words the corpus never uses keep their (maximal) weight in the total, so a
     question about something absent cannot match fully on one common word.
     """
-    vocab = data.lexical.vocab_dict if data.lexical is not None else {}
+    vocab = data.lexical.vocab_dict
     words = set(tokenize([text])[0])
     terms = np.array(sorted({vocab[t] for t in words if t in vocab}), dtype=np.int64)
     weights = data.term_weights[terms]
@@ -77,16 +77,14 @@ def dense_search(data: IndexData, vector: np.ndarray, depth: int) -> tuple[np.nd
 def lexical_search(data: IndexData, query: Query, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Best chunks by BM25; nothing when no question word is indexed.
 
-    Scores come from bm25s's inverted index (only the postings of the question's
-    words are touched); its ``retrieve`` is not used because it starts a thread and
-    a progress bar per call, which cost more than the search itself.
+    Only the postings of the question's words are touched (``qa.lexical``).
     """
-    if data.lexical is None or not len(query.terms):
+    if not len(query.terms):
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     return bm25_top(data.lexical, query.terms, depth)
 
 
-def bm25_top(lexical: bm25s.BM25, terms: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def bm25_top(lexical: Lexical, terms: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """The depth best-scoring chunks for these vocabulary ids, best first, score > 0."""
     scores = lexical.get_scores_from_ids(terms)
     k = min(depth, len(scores))

@@ -1,0 +1,112 @@
+"""Segments at scale, on synthetic corpora (random unit vectors, Zipf-distributed words).
+
+For N chunks (default 100,000 and 1,000,000), in one run:
+- the whole index written as one segment and published (what a full build saves);
+- updating one document (a new small segment, the old copy marked deleted, a new
+  manifest published) against an index of N chunks: the index's share of an update,
+  without embedding the document (which costs what that document costs, at ~65 chunks/s);
+- question p50 (retrieval and sentence reading) over the same chunks in one segment and in
+  ten, and whether a full merge of the ten answers the same as the one.
+
+    .venv/bin/python bench/segments.py [--chunks 100000 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import DIM, synthetic_parts
+
+from qa import store
+from qa.answer import DEFAULT_THRESHOLD, read
+from qa.retrieval import make_query, retrieve
+
+DOC_CHUNKS = 20  # the updated document
+
+
+def write(folder: Path, parts: list, deleted: dict[str, list[str]] | None = None,
+          previous: list[dict] | None = None) -> list[dict]:
+    """Write each part as a segment and publish all of them (after ``previous``)."""
+    entries = list(previous or [])
+    for documents, spans, chunk_vectors, sentence_vectors, chunk_texts, sentence_texts in parts:
+        entry = store.write_segment(folder, documents, spans, chunk_vectors, sentence_vectors,
+                                    chunk_texts, sentence_texts)
+        counts = np.bincount(spans["chunk_doc"], minlength=len(documents))
+        entry["sources"] = {d.source: int(counts[i]) for i, d in enumerate(documents)}
+        entries.append(entry)
+    for entry in entries:
+        entry["deleted"] = sorted(set(entry["deleted"]) | set((deleted or {}).get(entry["name"], [])))
+    store.publish(folder, {"model": "synthetic", "dimension": DIM, "chunking": {},
+                           "documents": {}, "segments": entries})
+    return entries
+
+
+def p50(data: store.IndexData, questions: list[tuple[str, np.ndarray]]) -> tuple[float, list]:
+    lat, said = [], []
+    for text, vector in questions:
+        t0 = time.perf_counter()
+        passages = retrieve(data, make_query(data, text, vector), 5)
+        reading = read(data, passages, DEFAULT_THRESHOLD)
+        lat.append((time.perf_counter() - t0) * 1000)
+        said.append((data.chunk_text(passages[0].chunk) if passages else "", reading.best))
+    return float(np.percentile(lat, 50)), said
+
+
+def row(n: int, rng: np.random.Generator) -> str:
+    whole = synthetic_parts(n, rng, 1)[0]
+    tenths = synthetic_parts(n, np.random.default_rng(int(rng.integers(1 << 30))), 10)
+    texts, vectors = whole[4], whole[2]
+    questions = []
+    for c in rng.integers(0, n, 200):
+        q = vectors[c] + (0.5 / np.sqrt(DIM)) * rng.standard_normal(DIM).astype(np.float32)
+        questions.append((" ".join(rng.choice(texts[c].replace(".", "").split(), 5)), q / np.linalg.norm(q)))
+    with tempfile.TemporaryDirectory(prefix="qa-seg-") as tmp:
+        one, ten = Path(tmp) / "one", Path(tmp) / "ten"
+        t0 = time.perf_counter()
+        entries = write(one, [whole])
+        full = time.perf_counter() - t0
+        update = synthetic_parts(DOC_CHUNKS, rng, 1)[0]
+        update[0][0].source = whole[0][0].source  # the same document, changed
+        t0 = time.perf_counter()
+        write(one, [update], {entries[0]["name"]: [whole[0][0].source]}, entries)
+        updated = time.perf_counter() - t0
+        write(ten, tenths)
+        base = store.load(ten)
+        lat_ten, said_ten = p50(base, questions)
+        t0 = time.perf_counter()
+        merged = store.combine({}, [store.load_segment(ten, e) for e in store.read_manifest(ten)["segments"]],
+                               DIM, ten)
+        parts = [(merged.documents, merged.spans, merged.chunk_vectors[:], merged.sentence_vectors[:],
+                  [merged.chunk_text(i) for i in range(merged.chunk_count)],
+                  [merged.sentence_text(i) for i in range(len(merged.spans["sent_start"]))])]
+        merged_dir = Path(tmp) / "merged"
+        write(merged_dir, parts)
+        merge = time.perf_counter() - t0
+        lat_one, said_one = p50(store.load(merged_dir), questions)
+        same = said_one == said_ten
+    return (f"| {n:,} | {full:.1f} s | **{updated:.2f} s** | {lat_one:.1f} ms | {lat_ten:.1f} ms "
+            f"({lat_ten / lat_one:.2f}x) | {merge:.1f} s | {'yes' if same else 'NO'} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[100_000, 1_000_000])
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print("Synthetic corpora (random unit vectors, Zipf words; bench/scale.py's generator).")
+    print("| chunks | full write (one segment) | update one document (index side) | question p50, "
+          "one segment | ten segments | merge ten into one | same answers after merge |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for n in args.chunks:
+        print(row(n, rng), flush=True)
+
+
+if __name__ == "__main__":
+    main()
