@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .chunking import ChunkSettings, chunk_many
+from .chunking import Chunk, ChunkSettings, Span, chunk_many
 from .embedding import Embedder
 from .errors import IndexInvalid, IndexMissing, NoDocuments
 from .sources import SUPPORTED, Document, SourceFile, find_files, read_document, shown
@@ -68,6 +69,23 @@ class _Part:
     chunk_vectors: np.ndarray | None = None
 
 
+Skip = Callable[[SourceFile, str], None]
+
+
+class EmbedParts(Protocol):
+    """The step of a build that reads, chunks and embeds the new or changed files.
+
+    It returns one entry per item, in the same order: the document with its spans and
+    vectors, or None for a file it could not read, after calling ``skip(item, reason)``.
+    It counts ``tracker.documents_done`` per file read and the chunks it embeds. Whatever
+    else it raises fails the build before anything is published. The default runs here
+    (`embed_locally`); ``qa.ray_build`` runs it on a Ray cluster.
+    """
+
+    def __call__(self, items: list[SourceFile], embedder: Embedder, settings: ChunkSettings, skip: Skip,
+                 tracker: Progress, progress: bool) -> list[_Part | None]: ...
+
+
 def build_index(
     sources: list[Path],
     index_dir: Path,
@@ -77,11 +95,14 @@ def build_index(
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     progress: bool | None = None,
     tracker: Progress | None = None,
+    embed_parts: EmbedParts | None = None,
 ) -> BuildReport:
     """Index the sources into index_dir, reusing what an earlier build already embedded.
 
     The manifest records the source roots (so a server can add documents to the same
     corpus) and, per document, its file, size and when its content was indexed.
+    ``embed_parts`` reads, chunks and embeds the new or changed files (default: here, in
+    this process); discovery, reuse and publishing always happen here.
     """
     started = time.perf_counter()
     tracker = tracker or Progress()
@@ -93,19 +114,38 @@ def build_index(
         previous = None if rebuild else _previous(index_dir, embedder, settings, report)
         old_parts = _split_previous(previous) if previous else {}
         old_info = previous.manifest.get("document_info", {}) if previous else {}
-        parts: list[_Part] = []
-        fresh: list[_Part] = []
-        info: dict[str, dict] = {}
         files = find_files(sources, report)
         tracker.documents_total = len(files)
+
+        def skip(item: SourceFile, reason: str) -> None:
+            report(f"skipped {shown(item.path)}: {reason}")
+            result.skipped.append(item.source)
+
+        reused: dict[str, _Part] = {}
+        todo: list[SourceFile] = []  # new or changed files
         for item in files:
-            part = _reuse_or_read(item, old_parts, report, result)
+            try:
+                part = _unchanged(item, old_parts)
+            except (OSError, ValueError) as exc:
+                skip(item, _reason(exc))
+            else:
+                if part is None:
+                    todo.append(item)
+                    continue
+                reused[item.source] = part
+                result.unchanged += 1
             tracker.documents_done += 1
+        embedded = (embed_parts or embed_locally)(todo, embedder, settings, skip, tracker, progress)
+        fresh = {item.source: part for item, part in zip(todo, embedded, strict=True) if part is not None}
+        result.added = sum(source not in old_parts for source in fresh)
+        result.changed = len(fresh) - result.added
+        parts: list[_Part] = []
+        info: dict[str, dict] = {}
+        for item in files:
+            part = reused.get(item.source) or fresh.get(item.source)
             if part is None:
                 continue
-            if part.sentence_vectors is None:
-                fresh.append(part)
-            info[item.source] = _info(item.path, part, old_info.get(item.source))
+            info[item.source] = _info(item.path, item.source in fresh, old_info.get(item.source))
             parts.append(part)
         if not parts:
             raise NoDocuments(
@@ -113,7 +153,6 @@ def build_index(
                 + f" (supported: {' '.join(sorted(SUPPORTED))})"
             )
         result.removed = len(set(old_parts) - {p.document.source for p in parts})
-        _chunk_and_embed(fresh, embedder, settings, progress, tracker)
         manifest = {
             "model": embedder.name,
             "dimension": embedder.dimension,
@@ -167,28 +206,42 @@ def _split_previous(data: store.IndexData) -> dict[str, _Part]:
     return parts
 
 
-def _reuse_or_read(item: SourceFile, old: dict[str, _Part], report, result: BuildReport) -> _Part | None:
+def _unchanged(item: SourceFile, old: dict[str, _Part]) -> _Part | None:
+    """The earlier build's part for this file if its content is the same, else None."""
     previous = old.get(item.source)
-    try:
-        if previous is not None and store.file_sha256(item.path) == previous.document.sha256:
-            result.unchanged += 1
-            return previous
-        document = read_document(item)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        report(f"skipped {shown(item.path)}: {reason}")
-        result.skipped.append(item.source)
-        return None
-    if previous is None:
-        result.added += 1
-    else:
-        result.changed += 1
-    return _Part(document, np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
+    if previous is not None and store.file_sha256(item.path) == previous.document.sha256:
+        return previous
+    return None
 
 
-def _info(path: Path, part: _Part, old: dict | None) -> dict:
+def _reason(exc: OSError | ValueError) -> str:
+    """Why a file was skipped, for the one-line note."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def read_part(item: SourceFile) -> _Part:
+    """A file's document, not chunked yet; raises OSError or ValueError (see read_document)."""
+    return _Part(read_document(item), np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
+
+
+def embed_locally(items: list[SourceFile], embedder: Embedder, settings: ChunkSettings, skip: Skip,
+                  tracker: Progress, progress: bool) -> list[_Part | None]:
+    """The default EmbedParts: read the files one by one, then chunk and embed them all here."""
+    parts: list[_Part | None] = []
+    for item in items:
+        try:
+            parts.append(read_part(item))
+        except (OSError, ValueError) as exc:
+            skip(item, _reason(exc))
+            parts.append(None)
+        tracker.documents_done += 1
+    _chunk_and_embed([p for p in parts if p is not None], embedder, settings, progress, tracker)
+    return parts
+
+
+def _info(path: Path, fresh: bool, old: dict | None) -> dict:
     """Where a document's file is, its size, and when this content was first indexed."""
-    unchanged = isinstance(old, dict) and part.sentence_vectors is not None
+    unchanged = isinstance(old, dict) and not fresh
     when = (old.get("indexed_at") if unchanged else None) or time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                            time.gmtime())
     try:
@@ -202,10 +255,20 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
                      tracker: Progress) -> None:
     chunked = chunk_many([p.document.text for p in parts], embedder.count_tokens, settings)
     for part, (sentences, chunks) in zip(parts, chunked):
-        part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
-        part.chunks = np.array(
-            [(c.start, c.end, c.first_sentence, c.last_sentence) for c in chunks], np.int64
-        ).reshape(-1, 4)
+        set_chunks(part, sentences, chunks)
+    embed_chunked(parts, embedder, progress, tracker)
+
+
+def set_chunks(part: _Part, sentences: list[Span], chunks: list[Chunk]) -> None:
+    """Store a document's sentence and chunk spans (as chunk_text gives them) in its part."""
+    part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
+    part.chunks = np.array(
+        [(c.start, c.end, c.first_sentence, c.last_sentence) for c in chunks], np.int64
+    ).reshape(-1, 4)
+
+
+def embed_chunked(parts: list[_Part], embedder: Embedder, progress: bool, tracker: Progress) -> None:
+    """Vectors for the chunks and sentences of chunked parts, stored in each part."""
     chunk_texts = [p.document.text[a:b] for p in parts for a, b, _, _ in p.chunks]
     # Sentence spans relative to their chunk: sentence vectors come from the chunk's pass.
     spans = [[(int(p.sentences[k][0] - a), int(p.sentences[k][1] - a)) for k in range(f, last)]
