@@ -16,6 +16,11 @@ $(BIN)/qa: pyproject.toml
 
 install: $(BIN)/qa
 
+# Ray, optional for `qa index --ray`: `make test` installs it, `make run` does not.
+$(BIN)/ray: $(BIN)/qa
+	$(BIN)/pip install -q -e '.[test,ray]'
+	touch $(BIN)/ray
+
 ask: install
 	$(BIN)/qa ask "$(QUESTION)"
 
@@ -32,5 +37,5 @@ browser:
 lint: install
 	$(BIN)/ruff check .
 
-test: install browser lint
+test: install $(BIN)/ray browser lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q

@@ -8,7 +8,7 @@ For N chunks (default 100,000 and 1,000,000), in one run:
 - question p50 (retrieval and sentence reading) over the same chunks in one segment and in
   ten, and whether a full merge of the ten answers the same as the one.
 
-    .venv/bin/python bench/segments.py [--chunks 100000 1000000]
+    .venv/bin/python bench/segments.py [--chunks 100000] [--update-only 1000000]
 """
 
 from __future__ import annotations
@@ -59,6 +59,26 @@ def p50(data: store.IndexData, questions: list[tuple[str, np.ndarray]]) -> tuple
     return float(np.percentile(lat, 50)), said
 
 
+def update_row(n: int, rng: np.random.Generator) -> str:
+    """Only the full write and the update (the ten-segment comparison needs 3x the memory)."""
+    whole = synthetic_parts(n, rng, 1)[0]
+    with tempfile.TemporaryDirectory(prefix="qa-seg-") as tmp:
+        one = Path(tmp) / "one"
+        t0 = time.perf_counter()
+        entries = write(one, [whole])
+        full = time.perf_counter() - t0
+        update = synthetic_parts(DOC_CHUNKS, rng, 1)[0]
+        update[0][0].source = whole[0][0].source
+        t0 = time.perf_counter()
+        write(one, [update], {entries[0]["name"]: [whole[0][0].source]}, entries)
+        updated = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        data = store.load(one)
+        load = time.perf_counter() - t0
+        assert data.chunk_count == n - 1000 + DOC_CHUNKS  # the old copy's chunks are left out
+    return f"| {n:,} | {full:.1f} s | **{updated:.2f} s** | (load after the update: {load:.1f} s) | | | |"
+
+
 def row(n: int, rng: np.random.Generator) -> str:
     whole = synthetic_parts(n, rng, 1)[0]
     tenths = synthetic_parts(n, np.random.default_rng(int(rng.integers(1 << 30))), 10)
@@ -97,7 +117,9 @@ def row(n: int, rng: np.random.Generator) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--chunks", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--update-only", type=int, nargs="*", default=[1_000_000],
+                        help="sizes for which only the full write and the update are measured")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print("Synthetic corpora (random unit vectors, Zipf words; bench/scale.py's generator).")
@@ -106,6 +128,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for n in args.chunks:
         print(row(n, rng), flush=True)
+    for n in args.update_only:
+        print(update_row(n, rng), flush=True)
 
 
 if __name__ == "__main__":

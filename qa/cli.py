@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -44,10 +45,39 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .indexing import build_index
 
     sources = [Path(s) for s in args.sources] or default_sources()
-    result = build_index(sources, args.index, _embedder(args.model), rebuild=args.rebuild, report=_say,
-                         optimize=args.optimize)
+    if args.ray is None:
+        if args.workers is not None:
+            _say("qa: error: --workers needs --ray")
+            return 2
+        result = build_index(sources, args.index, _embedder(args.model), rebuild=args.rebuild, report=_say,
+                             optimize=args.optimize)
+    else:
+        from .ray_build import RayEmbed, RayMissing, ray_session, require_ray
+
+        try:
+            require_ray()
+        except RayMissing as exc:
+            _say(f"qa: error: {exc}")
+            return 2
+        embedder = _embedder(args.model)
+        with ray_session(None if args.ray == LOCAL_RAY else args.ray):
+            result = build_index(sources, args.index, embedder, rebuild=args.rebuild, report=_say,
+                                 embed_parts=RayEmbed(workers=args.workers), optimize=args.optimize)
     _say(result.summary())
     return 0
+
+
+LOCAL_RAY = "local"
+
+
+def _ray_address(value: str) -> str:
+    """An argparse type: where --ray connects (``local`` starts Ray here)."""
+    if value in ("auto", LOCAL_RAY) or "://" in value or re.fullmatch(r"[\w.-]+:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a Ray address (auto, ray://HOST:PORT or HOST:PORT); "
+        "give the sources before --ray"
+    )
 
 
 def ensure_index(index_dir: Path, model: str | None) -> None:
@@ -272,6 +302,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
     p.add_argument("--optimize", action="store_true",
                    help="merge every segment into one, dropping deleted documents' rows")
+    p.add_argument("--ray", nargs="?", const=LOCAL_RAY, default=None, type=_ray_address, metavar="ADDRESS",
+                   help="read, chunk and embed on Ray: a local Ray started here, or the cluster at "
+                        "ADDRESS (auto, ray://HOST:PORT); needs pip install 'qa-docs[ray]'")
+    p.add_argument("--workers", type=_bounded(int, 1, 100_000), default=None, metavar="N",
+                   help="embedding workers with --ray (default: the cluster's CPUs, or its GPUs)")
     common(p)
     p.set_defaults(func=cmd_index)
 

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .chunking import ChunkSettings, chunk_many
+from .chunking import Chunk, ChunkSettings, Span, chunk_many
 from .embedding import Embedder
 from .errors import IndexInvalid, IndexMissing, NoDocuments
 from .sources import SUPPORTED, Document, SourceFile, find_files, read_document, shown
@@ -70,6 +71,23 @@ class _Part:
     chunk_vectors: np.ndarray | None = None
 
 
+Skip = Callable[[SourceFile, str], None]
+
+
+class EmbedParts(Protocol):
+    """The step of a build that reads, chunks and embeds the new or changed files.
+
+    It returns one entry per item, in the same order: the document with its spans and
+    vectors, or None for a file it could not read, after calling ``skip(item, reason)``.
+    It counts ``tracker.documents_done`` per file read and the chunks it embeds. Whatever
+    else it raises fails the build before anything is published. The default runs here
+    (`embed_locally`); ``qa.ray_build`` runs it on a Ray cluster.
+    """
+
+    def __call__(self, items: list[SourceFile], embedder: Embedder, settings: ChunkSettings, skip: Skip,
+                 tracker: Progress, progress: bool) -> list[_Part | None]: ...
+
+
 def build_index(
     sources: list[Path],
     index_dir: Path,
@@ -79,6 +97,7 @@ def build_index(
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     progress: bool | None = None,
     tracker: Progress | None = None,
+    embed_parts: EmbedParts | None = None,
     optimize: bool = False,
 ) -> BuildReport:
     """Index the sources into index_dir: new and changed documents go into one new segment,
@@ -87,6 +106,8 @@ def build_index(
 
     The manifest records the source roots (so a server can add documents to the same
     corpus) and, per document, its file, size and when its content was indexed.
+    ``embed_parts`` reads, chunks and embeds the new or changed files (default: here, in
+    this process); discovery, reuse and publishing always happen here.
     """
     started = time.perf_counter()
     tracker = tracker or Progress()
@@ -98,31 +119,44 @@ def build_index(
         previous = None if rebuild else _previous(index_dir, embedder, settings, report)
         old_docs: dict[str, str] = previous["documents"] if previous else {}
         old_info = previous.get("document_info", {}) if previous else {}
-        fresh: list[_Part] = []
-        live: dict[str, str] = {}
-        info: dict[str, dict] = {}
         files = find_files(sources, report)
         tracker.documents_total = len(files)
+
+        def skip(item: SourceFile, reason: str) -> None:
+            report(f"skipped {shown(item.path)}: {reason}")
+            result.skipped.append(item.source)
+
+        live: dict[str, str] = {}  # source -> content hash of every document the index will hold
+        todo: list[SourceFile] = []  # new or changed files
         for item in files:
-            part = _reuse_or_read(item, old_docs, report, result)
-            tracker.documents_done += 1
-            if part is None:
-                continue
-            if isinstance(part, _Part):
-                fresh.append(part)
-                live[item.source] = part.document.sha256
+            try:
+                digest = _unchanged(item, old_docs)
+            except (OSError, ValueError) as exc:
+                skip(item, _reason(exc))
             else:
-                live[item.source] = part
-            info[item.source] = _info(item.path, old_info.get(item.source) if isinstance(part, str) else None)
+                if digest is None:
+                    todo.append(item)
+                    continue
+                live[item.source] = digest
+                result.unchanged += 1
+            tracker.documents_done += 1
+        embedded = (embed_parts or embed_locally)(todo, embedder, settings, skip, tracker, progress)
+        fresh = [part for part in embedded if part is not None]
+        for part in fresh:
+            live[part.document.source] = part.document.sha256
+        result.added = sum(part.document.source not in old_docs for part in fresh)
+        result.changed = len(fresh) - result.added
         if not live:
             raise NoDocuments(
                 "no readable documents found in " + ", ".join(str(s) for s in sources)
                 + f" (supported: {' '.join(sorted(SUPPORTED))})"
             )
+        new = {part.document.source for part in fresh}
+        info = {item.source: _info(item.path, None if item.source in new else old_info.get(item.source))
+                for item in files if item.source in live}
         result.removed = len(set(old_docs) - set(live))
-        replaced = {s for s in old_docs if s not in live or live[s] != old_docs[s]}
+        replaced = {s for s in old_docs if s not in live or s in new}
         segments = [] if previous is None else _mark_deleted(previous["segments"], replaced)
-        _chunk_and_embed(fresh, embedder, settings, progress, tracker)
         if fresh:
             segments.append(_write(index_dir, fresh, embedder.dimension))
         segments = _merge(index_dir, segments, embedder.dimension, everything=optimize)
@@ -245,27 +279,40 @@ def _split_previous(data: store.IndexData) -> dict[str, _Part]:
     return parts
 
 
-def _reuse_or_read(item: SourceFile, old: dict[str, str], report, result: BuildReport) -> _Part | str | None:
-    """The content hash of an unchanged document (it stays in its segment), a new part to
-    index for a new or changed one, or None for one that cannot be read."""
+def _unchanged(item: SourceFile, old: dict[str, str]) -> str | None:
+    """The file's content hash if the index holds this very content (it stays in its
+    segment), else None; raises OSError if the file cannot be read."""
     before = old.get(item.source)
-    try:
-        if before is not None:
-            digest = store.file_sha256(item.path)
-            if digest == before:
-                result.unchanged += 1
-                return digest
-        document = read_document(item)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        report(f"skipped {shown(item.path)}: {reason}")
-        result.skipped.append(item.source)
-        return None
-    if before is None:
-        result.added += 1
-    else:
-        result.changed += 1
-    return _Part(document, np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
+    if before is not None:
+        digest = store.file_sha256(item.path)
+        if digest == before:
+            return digest
+    return None
+
+
+def _reason(exc: OSError | ValueError) -> str:
+    """Why a file was skipped, for the one-line note."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def read_part(item: SourceFile) -> _Part:
+    """A file's document, not chunked yet; raises OSError or ValueError (see read_document)."""
+    return _Part(read_document(item), np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
+
+
+def embed_locally(items: list[SourceFile], embedder: Embedder, settings: ChunkSettings, skip: Skip,
+                  tracker: Progress, progress: bool) -> list[_Part | None]:
+    """The default EmbedParts: read the files one by one, then chunk and embed them all here."""
+    parts: list[_Part | None] = []
+    for item in items:
+        try:
+            parts.append(read_part(item))
+        except (OSError, ValueError) as exc:
+            skip(item, _reason(exc))
+            parts.append(None)
+        tracker.documents_done += 1
+    _chunk_and_embed([p for p in parts if p is not None], embedder, settings, progress, tracker)
+    return parts
 
 
 def _info(path: Path, old: dict | None) -> dict:
@@ -284,10 +331,20 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
                      tracker: Progress) -> None:
     chunked = chunk_many([p.document.text for p in parts], embedder.count_tokens, settings)
     for part, (sentences, chunks) in zip(parts, chunked):
-        part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
-        part.chunks = np.array(
-            [(c.start, c.end, c.first_sentence, c.last_sentence) for c in chunks], np.int64
-        ).reshape(-1, 4)
+        set_chunks(part, sentences, chunks)
+    embed_chunked(parts, embedder, progress, tracker)
+
+
+def set_chunks(part: _Part, sentences: list[Span], chunks: list[Chunk]) -> None:
+    """Store a document's sentence and chunk spans (as chunk_text gives them) in its part."""
+    part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
+    part.chunks = np.array(
+        [(c.start, c.end, c.first_sentence, c.last_sentence) for c in chunks], np.int64
+    ).reshape(-1, 4)
+
+
+def embed_chunked(parts: list[_Part], embedder: Embedder, progress: bool, tracker: Progress) -> None:
+    """Vectors for the chunks and sentences of chunked parts, stored in each part."""
     chunk_texts = [p.document.text[a:b] for p in parts for a, b, _, _ in p.chunks]
     # Sentence spans relative to their chunk: sentence vectors come from the chunk's pass.
     spans = [[(int(p.sentences[k][0] - a), int(p.sentences[k][1] - a)) for k in range(f, last)]

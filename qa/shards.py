@@ -40,6 +40,10 @@ class Rows:
     def shape(self) -> tuple[int, int]:
         return len(self), self.dimension
 
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
     def __getitem__(self, key: object) -> np.ndarray:
         if len(self.parts) == 1 and self.parts[0][1] is None:  # one segment, nothing deleted
             return self.parts[0][0][key]
