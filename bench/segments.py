@@ -32,12 +32,13 @@ DOC_CHUNKS = 20  # the updated document
 
 
 def write(folder: Path, parts: list, deleted: dict[str, list[str]] | None = None,
-          previous: list[dict] | None = None) -> list[dict]:
-    """Write each part as a segment and publish all of them (after ``previous``)."""
+          previous: list[dict] | None = None, size: int | None = None) -> list[dict]:
+    """Write each part as a segment of an index of ``size`` chunks and publish all of them
+    (after ``previous``)."""
     entries = list(previous or [])
     for documents, spans, chunk_vectors, sentence_vectors, chunk_texts, sentence_texts in parts:
         entry = store.write_segment(folder, documents, spans, chunk_vectors, sentence_vectors,
-                                    chunk_texts, sentence_texts)
+                                    chunk_texts, sentence_texts, size)
         counts = np.bincount(spans["chunk_doc"], minlength=len(documents))
         entry["sources"] = {d.source: int(counts[i]) for i, d in enumerate(documents)}
         entries.append(entry)
@@ -95,9 +96,9 @@ def row(n: int, rng: np.random.Generator) -> str:
         update = synthetic_parts(DOC_CHUNKS, rng, 1)[0]
         update[0][0].source = whole[0][0].source  # the same document, changed
         t0 = time.perf_counter()
-        write(one, [update], {entries[0]["name"]: [whole[0][0].source]}, entries)
+        write(one, [update], {entries[0]["name"]: [whole[0][0].source]}, entries, size=n)
         updated = time.perf_counter() - t0
-        write(ten, tenths)
+        write(ten, tenths, size=n)
         base = store.load(ten)
         lat_ten, said_ten = p50(base, questions)
         t0 = time.perf_counter()

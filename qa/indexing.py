@@ -157,9 +157,10 @@ def build_index(
         result.removed = len(set(old_docs) - set(live))
         replaced = {s for s in old_docs if s not in live or s in new}
         segments = [] if previous is None else _mark_deleted(previous["segments"], replaced)
+        size = sum(map(_live_chunks, segments)) + sum(len(p.chunks) for p in fresh)
         if fresh:
-            segments.append(_write(index_dir, fresh, embedder.dimension))
-        segments = _merge(index_dir, segments, embedder.dimension, everything=optimize)
+            segments.append(_write(index_dir, fresh, embedder.dimension, size))
+        segments = _merge(index_dir, segments, embedder.dimension, size, everything=optimize)
         store.publish(index_dir, {
             "model": embedder.name,
             "dimension": embedder.dimension,
@@ -199,12 +200,13 @@ def _mark_deleted(segments: list[dict], gone: set[str]) -> list[dict]:
     return out
 
 
-def _merge(index_dir: Path, segments: list[dict], dimension: int, everything: bool) -> list[dict]:
+def _merge(index_dir: Path, segments: list[dict], dimension: int, size: int,
+           everything: bool) -> list[dict]:
     """Size-tiered merging: while MERGE_FACTOR segments share a tier, they become one (and
     ``everything``: all segments become one, without deleted rows)."""
     if everything:
         if len(segments) > 1 or any(e["deleted"] for e in segments):
-            return [_merged(index_dir, segments, dimension)]
+            return [_merged(index_dir, segments, dimension, size)]
         return segments
     while True:
         tiers: dict[int, list[dict]] = {}
@@ -215,22 +217,24 @@ def _merge(index_dir: Path, segments: list[dict], dimension: int, everything: bo
             return segments
         group = sorted(full, key=_live_chunks)[:MERGE_FACTOR]
         names = {e["name"] for e in group}
-        segments = [e for e in segments if e["name"] not in names] + [_merged(index_dir, group, dimension)]
+        segments = [e for e in segments if e["name"] not in names] + [_merged(index_dir, group, dimension,
+                                                                              size)]
 
 
-def _merged(index_dir: Path, group: list[dict], dimension: int) -> dict:
+def _merged(index_dir: Path, group: list[dict], dimension: int, size: int) -> dict:
     """One new segment holding the live documents of these, their vectors reused."""
     view = store.combine({}, [store.load_segment(index_dir, e) for e in group], dimension, index_dir)
-    return _write(index_dir, list(_split_previous(view).values()), dimension)
+    return _write(index_dir, list(_split_previous(view).values()), dimension, size)
 
 
-def _write(index_dir: Path, parts: list[_Part], dimension: int) -> dict:
+def _write(index_dir: Path, parts: list[_Part], dimension: int, size: int) -> dict:
+    """One segment of these parts, for an index of ``size`` live chunks in all."""
     spans, chunk_vectors, sentence_vectors = _assemble(parts, dimension)
     docs = [p.document for p in parts]
     entry = store.write_segment(
         index_dir, docs, spans, chunk_vectors, sentence_vectors,
         _texts(docs, spans["chunk_doc"], spans["chunk_start"], spans["chunk_end"]),
-        _texts(docs, spans["sent_doc"], spans["sent_start"], spans["sent_end"]))
+        _texts(docs, spans["sent_doc"], spans["sent_start"], spans["sent_end"]), size)
     entry["sources"] = {p.document.source: len(p.chunks) for p in parts}
     return entry
 

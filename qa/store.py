@@ -44,6 +44,7 @@ FORMAT_VERSION = 3
 # server already answers requests on several threads.
 faiss.omp_set_num_threads(1)
 EXACT_LIMIT = 50_000  # chunks; above this the dense index is approximate (see dense_index)
+MIN_APPROXIMATE = 2_000  # a segment smaller than this is searched exactly in any index
 CURRENT = "current"
 LOCK = ".lock"
 SEGMENT = "seg-"  # segment folders
@@ -132,10 +133,11 @@ def exists(index_dir: Path) -> bool:
 
 def write_segment(index_dir: Path, documents: list[Document], spans: dict[str, np.ndarray],
                   chunk_vectors: np.ndarray, sentence_vectors: np.ndarray, chunk_texts: list[str],
-                  sentence_texts: list[str]) -> dict:
+                  sentence_texts: list[str], index_chunks: int | None = None) -> dict:
     """Write one immutable segment, synced to disk; its entry for the manifest.
 
-    Nothing refers to it until a manifest naming it is published.
+    Nothing refers to it until a manifest naming it is published. ``index_chunks``: the
+    size of the index it joins (see dense_index).
     """
     index_dir.mkdir(parents=True, exist_ok=True)
     name = f"{SEGMENT}{uuid.uuid4().hex[:12]}"
@@ -149,7 +151,7 @@ def write_segment(index_dir: Path, documents: list[Document], spans: dict[str, n
         np.savez(folder / "spans.npz", **{k: spans[k] for k in SPAN_FIELDS})
         np.save(folder / "chunk_vectors.npy", chunk_vectors)
         np.save(folder / "sentence_vectors.npy", sentence_vectors.astype(np.float16))
-        dense, dense_info = dense_index(chunk_vectors)
+        dense, dense_info = dense_index(chunk_vectors, index_chunks)
         faiss.write_index(dense, str(folder / "dense.faiss"))
         postings = Postings.build(tokenize(chunk_texts))
         postings.save(folder)
@@ -213,21 +215,24 @@ def term_matrix(texts: list[str], vocab: dict[str, int]) -> sp.csr_matrix:
     return sp.csr_matrix((data, (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
 
 
-def dense_index(vectors: np.ndarray) -> tuple[faiss.Index, dict]:
+def dense_index(vectors: np.ndarray, index_chunks: int | None = None) -> tuple[faiss.Index, dict]:
     """The FAISS index for this many vectors, and a description for the manifest.
 
     Up to EXACT_LIMIT chunks an exact inner-product search is fast enough (a few ms).
     Above it, an inverted file over k-means cells with 8-bit scalar quantisation keeps
     search in milliseconds and memory at a quarter, at a recall@10 against exact
-    search measured by bench/scale.py.
+    search measured by bench/scale.py. The choice goes by the size of the whole index
+    the vectors are a segment of (``index_chunks``): ten exact segments of a large index
+    would cost ten times one approximate index; a segment under MIN_APPROXIMATE chunks
+    stays exact.
     """
     n, dim = (vectors.shape[0], vectors.shape[1]) if vectors.ndim == 2 else (0, 0)
-    if n <= EXACT_LIMIT:
+    if max(n, index_chunks or 0) <= EXACT_LIMIT or n < MIN_APPROXIMATE:
         index = faiss.IndexFlatIP(dim)
         if n:
             index.add(vectors)
         return index, {"type": "flat", "exact": True}
-    cells = int(4 * np.sqrt(n))
+    cells = min(int(4 * np.sqrt(n)), n // 39)  # FAISS wants 39 training points a cell
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFScalarQuantizer(
         quantizer, dim, cells, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
