@@ -30,7 +30,7 @@ import numpy as np
 from .engine import Engine
 from .errors import QAError
 from .indexing import Progress, build_index
-from .sources import SUPPORTED, SourceFile, _is_within, _limit, _name_problem, _too_large, read_document
+from .sources import SUPPORTED, SourceFile, is_within, name_problem, read_document, size_limit, too_large
 
 DEFAULT_FOLDER = "uploads"
 MAX_FILES = 20  # per request
@@ -83,7 +83,7 @@ def safe_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise Refused("invalid_upload", "every file needs a name")
     base = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1]).strip().lstrip(". ")
-    problem = _name_problem(base)
+    problem = name_problem(base)
     if problem or "\x00" in base:
         raise Refused("invalid_upload", f"{name!r}: {problem or 'file name contains a null character'}")
     if not base or not Path(base).stem:
@@ -136,13 +136,13 @@ class Library:
         """What the page needs to say where uploads go and what is accepted."""
         return {"uploads": self.folder is not None and not self.read_only, "read_only": self.read_only,
                 "folder": self._shown_folder(), "reason": self._why_not(),
-                "formats": sorted(SUPPORTED), "max_bytes": _limit(Path("x.txt")), "max_files": MAX_FILES}
+                "formats": sorted(SUPPORTED), "max_bytes": size_limit(Path("x.txt")), "max_files": MAX_FILES}
 
     def _shown_folder(self) -> str | None:
         if self.folder is None:
             return None
         for root in self.roots:
-            if _is_within(str(self.folder), root):
+            if is_within(str(self.folder), root):
                 return self.folder.relative_to(root).as_posix() + "/"
         return self.folder.name + "/"
 
@@ -165,7 +165,7 @@ class Library:
 
     def _uploaded(self, meta: dict) -> bool:
         path = meta.get("path")
-        return self.folder is not None and isinstance(path, str) and _is_within(path, str(self.folder))
+        return self.folder is not None and isinstance(path, str) and is_within(path, str(self.folder))
 
     def job(self, job_id: str) -> Job:
         with self._lock:
@@ -224,9 +224,9 @@ class Library:
         if suffix not in SUPPORTED:
             raise Refused("unsupported_type", f"{name}: unsupported file type (accepted: "
                           f"{' '.join(sorted(SUPPORTED))})")
-        size, limit = _size(upload.stream), _limit(Path(name))
+        size, limit = _size(upload.stream), size_limit(Path(name))
         if size > limit:
-            raise Refused("too_large", f"{name}: {_too_large(limit)}")
+            raise Refused("too_large", f"{name}: {too_large(limit)}")
         if size == 0:
             raise Refused("unreadable", f"{name}: empty file")
         return name
@@ -290,7 +290,7 @@ class Library:
         job.state = "running"
         roots = self.engine.data.manifest.get("sources") or self.roots  # `qa index` may have changed them
         sources = [Path(r) for r in roots]
-        if self.folder is not None and not any(_is_within(str(self.folder), r) for r in roots):
+        if self.folder is not None and not any(is_within(str(self.folder), r) for r in roots):
             sources.append(self.folder)
         try:
             report = build_index(sources, self.engine.index_dir, self.engine.embedder,

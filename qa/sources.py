@@ -115,7 +115,7 @@ def find_files(sources: list[Path], report: Reporter) -> list[SourceFile]:
 
 def _unusable(path: Path, name: str, inside: str | None, root: Path) -> str | None:
     """Why a found file cannot be indexed (checked with stat, nothing is read), or None."""
-    problem = _name_problem(name)
+    problem = name_problem(name)
     if problem:
         return problem
     try:
@@ -124,10 +124,10 @@ def _unusable(path: Path, name: str, inside: str | None, root: Path) -> str | No
         return _os_reason(path, exc)
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
-    limit = _limit(path)
+    limit = size_limit(path)
     if st.st_size > limit:
-        return _too_large(limit)
-    if inside is not None and not _is_within(os.path.realpath(path), inside):
+        return too_large(limit)
+    if inside is not None and not is_within(os.path.realpath(path), inside):
         return f"symlink to a file outside {shown(root)}"
     return None
 
@@ -152,9 +152,9 @@ def _walk(root: Path, report: Reporter) -> Iterator[Path]:
         reason = None
         if key in seen:
             first = seen[key]
-            loop = _is_within(dirpath, first)
+            loop = is_within(dirpath, first)
             reason = "symlink loop" if loop else f"same folder as {shown(first)}"
-        elif not _is_within(os.path.realpath(dirpath), inside):
+        elif not is_within(os.path.realpath(dirpath), inside):
             reason = f"symlink to a folder outside {shown(root)}"
         if reason:
             report(f"skipped {shown(dirpath)}: {reason}")
@@ -171,7 +171,7 @@ def _walk(root: Path, report: Reporter) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def _is_within(path: str, folder: str) -> bool:
+def is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
@@ -183,14 +183,14 @@ def _os_reason(path: Path, exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _limit(path: Path) -> int:
+def size_limit(path: Path) -> int:
     """The most bytes a file of this type may have (read at call time: tests lower it)."""
     if path.suffix.lower() in HTML_SUFFIXES:
         return min(MAX_BYTES, MAX_HTML_BYTES)
     return MAX_BYTES
 
 
-def _too_large(limit: int) -> str:
+def too_large(limit: int) -> str:
     return f"larger than {_size(limit)}"
 
 
@@ -198,7 +198,7 @@ def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
 
 
-def _name_problem(name: str) -> str | None:
+def name_problem(name: str) -> str | None:
     """Why a name cannot be cited (it is stored as UTF-8 and shown on one line), or None."""
     try:
         name.encode("utf-8")
@@ -224,7 +224,7 @@ def shown(path: object) -> str:
 
 def read_document(item: SourceFile) -> Document:
     """Extract the text of one file; raises ValueError or OSError with a short reason."""
-    raw = _read_bounded(item.path, _limit(item.path))
+    raw = _read_bounded(item.path, size_limit(item.path))
     digest = hashlib.sha256(raw).hexdigest()
     suffix = item.path.suffix.lower()
     pages: list[int] = []
@@ -258,7 +258,7 @@ def _read_bounded(path: Path, limit: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
         if st.st_size > limit:
-            raise ValueError(_too_large(limit))
+            raise ValueError(too_large(limit))
         os.set_blocking(fd, True)
         parts: list[bytes] = []
         total, want = 0, st.st_size + 1
@@ -269,7 +269,7 @@ def _read_bounded(path: Path, limit: int) -> bytes:
             parts.append(block)
             total += len(block)
             if total > limit:
-                raise ValueError(_too_large(limit))
+                raise ValueError(too_large(limit))
     finally:
         os.close(fd)
     return b"".join(parts)
