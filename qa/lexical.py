@@ -89,25 +89,40 @@ class Lexical:
         self.average_length = total_length / n if chunks else 1.0
         df = self.document_frequencies
         self.idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        # Per segment and row: BM25's length normalisation, k1 (1 - b + b |d| / avgdl).
+        self._norms = [(K1 * (1 - B + B * postings.lengths / self.average_length)).astype(np.float32)
+                       for postings, _, _ in self._parts]
+        # Where each segment's rows land: (first global id, None, None) when all are live
+        # (their ids run on from the first), else (0, live local rows, their global ids).
+        self._places = [(int(ids[0]) if len(ids) else 0, None, None) if (ids >= 0).all()
+                        else (0, np.flatnonzero(ids >= 0), ids[ids >= 0]) for _, ids, _ in self._parts]
 
     def to_global(self, part: int) -> np.ndarray:
         """Part ``part``'s vocabulary ids in the united vocabulary."""
         return self._parts[part][2]
 
     def get_scores_from_ids(self, terms: np.ndarray) -> np.ndarray:
-        """BM25 of every live chunk (by global id) for these global vocabulary ids."""
+        """BM25 of every live chunk (by global id) for these global vocabulary ids.
+
+        Per segment, the words' postings are gathered in one go and summed with one
+        bincount (in float64, in word order: the same sums however the corpus is split).
+        """
         scores = np.zeros(self.chunks, np.float32)
-        for (postings, ids, _), local in zip(self._parts, self._locals):
+        weights = self.idf[terms].astype(np.float32)
+        for (postings, _, _), local, norm, (first, live, targets) in zip(
+                self._parts, self._locals, self._norms, self._places):
             columns = local[terms]
-            keep = columns >= 0
-            if not keep.any():
+            keep = np.flatnonzero(columns >= 0)
+            if not len(keep):
                 continue
-            counts = postings.counts
-            for column, idf in zip(columns[keep].tolist(), self.idf[terms[keep]].tolist()):
-                a, b = counts.indptr[column], counts.indptr[column + 1]
-                rows, tf = counts.indices[a:b], counts.data[a:b]
-                target = ids[rows]
-                live = target >= 0
-                norm = K1 * (1 - B + B * postings.lengths[rows[live]] / self.average_length)
-                scores[target[live]] += idf * tf[live] / (tf[live] + norm)
+            pointer, columns = postings.counts.indptr, columns[keep]
+            bounds = list(zip(pointer[columns].tolist(), pointer[columns + 1].tolist()))
+            rows = np.concatenate([postings.counts.indices[a:b] for a, b in bounds])
+            tf = np.concatenate([postings.counts.data[a:b] for a, b in bounds])
+            share = np.repeat(weights[keep], [b - a for a, b in bounds]) * tf / (tf + norm[rows])
+            sums = np.bincount(rows, share, len(norm))
+            if live is None:
+                scores[first:first + len(norm)] = sums
+            else:
+                scores[targets] = sums[live]
         return scores

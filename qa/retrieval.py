@@ -85,11 +85,12 @@ def lexical_search(data: IndexData, query: Query, depth: int) -> tuple[np.ndarra
 
 
 def bm25_top(lexical: Lexical, terms: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """The depth best-scoring chunks for these vocabulary ids, best first, score > 0."""
+    """The depth best-scoring chunks for these vocabulary ids, best first (ties: lower id
+    first), score > 0."""
     scores = lexical.get_scores_from_ids(terms)
     k = min(depth, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
+    top = top[np.lexsort((top, -scores[top]))]
     top = top[scores[top] > 0]
     return top.astype(np.int64), scores[top]
 

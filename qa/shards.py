@@ -47,6 +47,8 @@ class Rows:
     def __getitem__(self, key: object) -> np.ndarray:
         if len(self.parts) == 1 and self.parts[0][1] is None:  # one segment, nothing deleted
             return self.parts[0][0][key]
+        if isinstance(key, (int, np.integer)):
+            return self[[key]][0]
         ids = _ids(key, len(self))
         out = np.empty((len(ids), self.dimension), self.dtype)
         owner = np.searchsorted(self.offsets, ids, side="right") - 1
@@ -62,36 +64,50 @@ class Dense:
     """Nearest live chunks over every segment's FAISS index, merged by score.
 
     ``parts`` pairs each segment's index with the global id of each of its rows (-1:
-    deleted). Each segment gives its own k best live rows (a selector hides the
-    deleted ones), so the merged k best are the same as one index's over the same rows.
+    deleted). The segments with nothing deleted are searched as one ``faiss.IndexShards``,
+    which asks each of them in a thread of its own and merges their k best in C++; a
+    segment with deleted rows is searched on its own, a selector hiding those rows. Each
+    segment gives its own k best live rows, so the merged k best are the same as one
+    index's over the same rows.
     """
 
     def __init__(self, parts: list[tuple[faiss.Index, np.ndarray]]) -> None:
-        self.parts = []
+        whole, self.apart = [], []
         self.ntotal = 0
         for index, ids in parts:
             live = np.flatnonzero(ids >= 0)
-            params = None
-            if len(live) < index.ntotal:
-                selector = faiss.IDSelectorBatch(live.astype(np.int64))
-                params = (faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
-                          if hasattr(index, "nprobe") else faiss.SearchParameters(sel=selector))
-                params._selector = selector  # keep it alive as long as the parameters
-            self.parts.append((index, ids, params, len(live)))
             self.ntotal += len(live)
+            if not len(live):
+                continue
+            if len(live) == index.ntotal:
+                whole.append((index, ids))
+                continue
+            selector = faiss.IDSelectorBatch(live.astype(np.int64))
+            params = (faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+                      if hasattr(index, "nprobe") else faiss.SearchParameters(sel=selector))
+            params._selector = selector  # keep it alive as long as the parameters
+            self.apart.append((index, ids, params, len(live)))
+        self.shards: faiss.Index | None = whole[0][0] if len(whole) == 1 else None
+        if len(whole) > 1:
+            self.shards = faiss.IndexShards(whole[0][0].d, True, True)  # threaded, ids run on
+            for index, _ in whole:
+                self.shards.add_shard(index)
+            self._held = [index for index, _ in whole]  # IndexShards does not own its shards
+        self.shard_ids = np.concatenate([ids for _, ids in whole]) if whole else np.zeros(0, np.int64)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, global ids) of the k nearest live chunks, best first, for one query row."""
-        scores, found = [], []
-        for index, ids, params, live in self.parts:
-            if not live:
-                continue
+        found = []
+        if self.shards is not None:
+            s, rows = self.shards.search(vectors, min(k, len(self.shard_ids)))
+            keep = rows[0] >= 0
+            found.append((s[0][keep], self.shard_ids[rows[0][keep]]))
+        for index, ids, params, live in self.apart:
             s, rows = index.search(vectors, min(k, live), params=params)
             keep = rows[0] >= 0
-            scores.append(s[0][keep])
-            found.append(ids[rows[0][keep]])
-        if not scores:
+            found.append((s[0][keep], ids[rows[0][keep]]))
+        if not found:
             return np.zeros((1, 0), np.float32), np.zeros((1, 0), np.int64)
-        s, g = np.concatenate(scores), np.concatenate(found)
+        s, g = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
         order = np.lexsort((g, -s))[:k]
         return s[order][None, :], g[order][None, :]
