@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qa.embedding import Embedder
 from qa.indexing import build_index
-from qa.ray_build import RayEmbed, ray_session, require_ray
+from qa.ray_build import RaySegments, ray_session, require_ray
 
 WORDS = ["harbour", "council", "ferry", "lighthouse", "granite", "winter", "market", "fishermen",
          "archive", "bridge", "railway", "museum", "orchard", "glacier", "valley", "river", "ledger",
@@ -53,8 +53,8 @@ def main() -> int:
     args = ap.parse_args()
     ray = require_ray()
     embedder = Embedder()
-    builds = {"local (one process)": None, "Ray, 1 worker": RayEmbed(workers=1),
-              "Ray, 2 workers": RayEmbed(workers=2)}
+    builds = {"local (one process)": None, "Ray, 1 worker": RaySegments(workers=1),
+              "Ray, 2 workers": RaySegments(workers=2)}
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="qa-ray-bench-") as tmp:
         corpus, small = Path(tmp) / "corpus", Path(tmp) / "small"
@@ -83,11 +83,11 @@ def main() -> int:
     return 0
 
 
-def timed(corpus: Path, index: Path, embedder: Embedder, step: RayEmbed | None) -> tuple[float, int]:
+def timed(corpus: Path, index: Path, embedder: Embedder, step: RaySegments | None) -> tuple[float, int]:
     """Seconds to build the index from scratch, and its chunks."""
     started = time.perf_counter()
     result = build_index([corpus], index, embedder, report=lambda _: None, progress=False, rebuild=True,
-                         embed_parts=step)
+                         write_segments=step)
     return time.perf_counter() - started, result.chunks
 
 

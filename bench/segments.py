@@ -87,6 +87,7 @@ def row(n: int, rng: np.random.Generator) -> str:
     with tempfile.TemporaryDirectory(prefix="qa-seg-") as tmp:
         ten, one = Path(tmp) / "ten", Path(tmp) / "one"
         write(ten, tenths, size=n)
+        del tenths
         base = store.load(ten)
         questions = []
         for c in rng.integers(0, n, 200).tolist():  # 5 of a chunk's words, and its vector moved a little

@@ -52,7 +52,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         result = build_index(sources, args.index, _embedder(args.model), rebuild=args.rebuild, report=_say,
                              optimize=args.optimize)
     else:
-        from .ray_build import RayEmbed, RayMissing, ray_session, require_ray
+        from .ray_build import RayMissing, RaySegments, ray_session, require_ray
 
         try:
             require_ray()
@@ -62,7 +62,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         embedder = _embedder(args.model)
         with ray_session(None if args.ray == LOCAL_RAY else args.ray):
             result = build_index(sources, args.index, embedder, rebuild=args.rebuild, report=_say,
-                                 embed_parts=RayEmbed(workers=args.workers), optimize=args.optimize)
+                                 write_segments=RaySegments(workers=args.workers), optimize=args.optimize)
     _say(result.summary())
     return 0
 

@@ -35,9 +35,12 @@ def resolve_model(name: str | None) -> str:
 class Embedder:
     """A loaded model: encodes texts into L2-normalised float32 vectors."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, device: str = "cpu") -> None:
+        """``device``: "cpu", or "cuda" where a build has a GPU (vectors agree within float
+        tolerance); questions are encoded on the CPU."""
         self.name = name or DEFAULT_MODEL
-        self.model = on_model_thread(_load, resolve_model(name))
+        self.device = device
+        self.model = on_model_thread(_load, resolve_model(name), device)
         dimension = getattr(self.model, "get_embedding_dimension", None)
         self.dimension = int((dimension or self.model.get_sentence_embedding_dimension)())
         self.max_tokens = int(self.model.max_seq_length)
@@ -93,11 +96,11 @@ class Embedder:
                 texts, processing_kwargs={"text": {"return_offsets_mapping": bool(width)}}
             )
             offsets = features.pop("offset_mapping", None)
-            out = self.model(features)
-            whole = out["sentence_embedding"].float()
+            out = self.model({k: v.to(self.device) if hasattr(v, "to") else v for k, v in features.items()})
+            whole = out["sentence_embedding"].float().cpu()
             if not width:
                 return unit_rows(whole.numpy()), [np.zeros((0, self.dimension), np.float32)] * len(texts)
-            tokens = out["token_embeddings"].float()
+            tokens = out["token_embeddings"].float().cpu()
             # The model strips each text before it tokenizes, so offsets count from the first
             # non-space character.
             shift = [len(t) - len(t.lstrip()) for t in texts]
@@ -148,7 +151,7 @@ os.register_at_fork(after_in_child=_forget_model_thread)
 
 
 @lru_cache(maxsize=4)
-def _load(path: str):
+def _load(path: str, device: str = "cpu"):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -159,7 +162,7 @@ def _load(path: str):
     hf_logging.disable_progress_bar()
 
     try:
-        return SentenceTransformer(path, device="cpu")
+        return SentenceTransformer(path, device=device)
     except Exception as exc:  # any loading failure becomes one clear line
         raise QAError(
             f"cannot load model {path!r}: give --model a sentence-transformers model folder "

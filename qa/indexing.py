@@ -61,7 +61,7 @@ class Progress:
 
 
 @dataclass
-class _Part:
+class Part:
     """One document's share of the index: its spans (relative) and vectors."""
 
     document: Document
@@ -74,18 +74,29 @@ class _Part:
 Skip = Callable[[SourceFile, str], None]
 
 
-class EmbedParts(Protocol):
-    """The step of a build that reads, chunks and embeds the new or changed files.
+@dataclass
+class Written:
+    """A segment a build wrote and has not published yet: its manifest entry, and the
+    content hash of each document it holds."""
 
-    It returns one entry per item, in the same order: the document with its spans and
-    vectors, or None for a file it could not read, after calling ``skip(item, reason)``.
-    It counts ``tracker.documents_done`` per file read and the chunks it embeds. Whatever
-    else it raises fails the build before anything is published. The default runs here
-    (`embed_locally`); ``qa.ray_build`` runs it on a Ray cluster.
+    entry: dict
+    documents: dict[str, str]
+
+
+class WriteSegments(Protocol):
+    """The step of a build that reads, chunks and embeds the new or changed files and
+    writes them into new segments of ``index_dir`` (not yet published).
+
+    It calls ``skip(item, reason)`` for a file it could not read, counts
+    ``tracker.documents_done`` per file and the chunks it embeds, and returns the
+    segments it wrote. ``index_chunks`` is the size of the index the segments join, not
+    counting their own chunks (see store.dense_index). Whatever it raises fails the build
+    before anything is published. The default runs here (`write_locally`: one segment);
+    ``qa.ray_build`` runs it on a Ray cluster, whose workers write their own segments.
     """
 
-    def __call__(self, items: list[SourceFile], embedder: Embedder, settings: ChunkSettings, skip: Skip,
-                 tracker: Progress, progress: bool) -> list[_Part | None]: ...
+    def __call__(self, items: list[SourceFile], index_dir: Path, embedder: Embedder, settings: ChunkSettings,
+                 skip: Skip, tracker: Progress, progress: bool, index_chunks: int) -> list[Written]: ...
 
 
 def build_index(
@@ -97,7 +108,7 @@ def build_index(
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     progress: bool | None = None,
     tracker: Progress | None = None,
-    embed_parts: EmbedParts | None = None,
+    write_segments: WriteSegments | None = None,
     optimize: bool = False,
 ) -> BuildReport:
     """Index the sources into index_dir: new and changed documents go into one new segment,
@@ -106,8 +117,9 @@ def build_index(
 
     The manifest records the source roots (so a server can add documents to the same
     corpus) and, per document, its file, size and when its content was indexed.
-    ``embed_parts`` reads, chunks and embeds the new or changed files (default: here, in
-    this process); discovery, reuse and publishing always happen here.
+    ``write_segments`` reads, chunks, embeds and writes the new or changed files (default:
+    here, in this process); discovery, reuse, checking, merging and publishing always
+    happen here.
     """
     started = time.perf_counter()
     tracker = tracker or Progress()
@@ -132,7 +144,7 @@ def build_index(
             try:
                 digest = _unchanged(item, old_docs)
             except (OSError, ValueError) as exc:
-                skip(item, _reason(exc))
+                skip(item, reason(exc))
             else:
                 if digest is None:
                     todo.append(item)
@@ -140,36 +152,41 @@ def build_index(
                 live[item.source] = digest
                 result.unchanged += 1
             tracker.documents_done += 1
-        embedded = (embed_parts or embed_locally)(todo, embedder, settings, skip, tracker, progress)
-        fresh = [part for part in embedded if part is not None]
-        for part in fresh:
-            live[part.document.source] = part.document.sha256
-        result.added = sum(part.document.source not in old_docs for part in fresh)
-        result.changed = len(fresh) - result.added
-        if not live:
-            raise NoDocuments(
-                "no readable documents found in " + ", ".join(str(s) for s in sources)
-                + f" (supported: {' '.join(sorted(SUPPORTED))})"
-            )
-        new = {part.document.source for part in fresh}
-        info = {item.source: _info(item.path, None if item.source in new else old_info.get(item.source))
-                for item in files if item.source in live}
-        result.removed = len(set(old_docs) - set(live))
-        replaced = {s for s in old_docs if s not in live or s in new}
-        segments = [] if previous is None else _mark_deleted(previous["segments"], replaced)
-        size = sum(map(_live_chunks, segments)) + sum(len(p.chunks) for p in fresh)
-        if fresh:
-            segments.append(_write(index_dir, fresh, embedder.dimension, size))
-        segments = _merge(index_dir, segments, embedder.dimension, size, everything=optimize)
-        store.publish(index_dir, {
-            "model": embedder.name,
-            "dimension": embedder.dimension,
-            "chunking": settings.as_dict(),
-            "sources": [os.path.abspath(s) for s in sources],
-            "documents": live,
-            "document_info": info,
-            "segments": segments,
-        })
+        kept = [] if previous is None else _mark_deleted(previous["segments"], set(old_docs) - set(live))
+        try:
+            written = (write_segments or write_locally)(todo, index_dir, embedder, settings, skip, tracker,
+                                                        progress, sum(map(_live_chunks, kept)))
+            for w in written:
+                store.verify_segment(index_dir, w.entry)
+                live.update(w.documents)
+            new = {source for w in written for source in w.documents}
+            result.added = len(new - set(old_docs))
+            result.changed = len(new) - result.added
+            if not live:
+                raise NoDocuments(
+                    "no readable documents found in " + ", ".join(str(s) for s in sources)
+                    + f" (supported: {' '.join(sorted(SUPPORTED))})"
+                )
+            info = {item.source: _info(item.path, None if item.source in new else old_info.get(item.source))
+                    for item in files if item.source in live}
+            result.removed = len(set(old_docs) - set(live))
+            replaced = {s for s in old_docs if s not in live or s in new}
+            segments = [] if previous is None else _mark_deleted(previous["segments"], replaced)
+            segments += [w.entry for w in written]
+            size = sum(map(_live_chunks, segments))
+            segments = _merge(index_dir, segments, embedder.dimension, size, everything=optimize)
+            store.publish(index_dir, {
+                "model": embedder.name,
+                "dimension": embedder.dimension,
+                "chunking": settings.as_dict(),
+                "sources": [os.path.abspath(s) for s in sources],
+                "documents": live,
+                "document_info": info,
+                "segments": segments,
+            })
+        except BaseException:  # what this build wrote (here or on workers) and did not publish goes
+            store.remove_unpublished(index_dir)
+            raise
     result.documents = len(live)
     result.chunks = sum(_live_chunks(e) for e in segments)
     result.segments = len(segments)
@@ -224,11 +241,11 @@ def _merge(index_dir: Path, segments: list[dict], dimension: int, size: int,
 def _merged(index_dir: Path, group: list[dict], dimension: int, size: int) -> dict:
     """One new segment holding the live documents of these, their vectors reused."""
     view = store.combine({}, [store.load_segment(index_dir, e) for e in group], dimension, index_dir)
-    return _write(index_dir, list(_split_previous(view).values()), dimension, size)
+    return write_parts(index_dir, list(split_parts(view).values()), dimension, size)
 
 
-def _write(index_dir: Path, parts: list[_Part], dimension: int, size: int) -> dict:
-    """One segment of these parts, for an index of ``size`` live chunks in all."""
+def write_parts(index_dir: Path, parts: list[Part], dimension: int, size: int) -> dict:
+    """One segment of these parts, for an index of ``size`` live chunks in all; its entry."""
     spans, chunk_vectors, sentence_vectors = _assemble(parts, dimension)
     docs = [p.document for p in parts]
     entry = store.write_segment(
@@ -265,7 +282,7 @@ def _previous(index_dir: Path, embedder: Embedder, settings: ChunkSettings, repo
     return manifest
 
 
-def _split_previous(data: store.IndexData) -> dict[str, _Part]:
+def split_parts(data: store.IndexData) -> dict[str, Part]:
     """Cut an index back into per-document parts (rows are grouped by document)."""
     s, n = data.spans, len(data.documents)
     sent_bounds = np.searchsorted(s["sent_doc"], np.arange(n + 1))
@@ -276,7 +293,7 @@ def _split_previous(data: store.IndexData) -> dict[str, _Part]:
         c, d = chunk_bounds[i], chunk_bounds[i + 1]
         chunks = np.stack([s["chunk_start"][c:d], s["chunk_end"][c:d],
                            s["chunk_first"][c:d] - a, s["chunk_last"][c:d] - a], axis=1)
-        parts[doc.source] = _Part(
+        parts[doc.source] = Part(
             doc, np.stack([s["sent_start"][a:b], s["sent_end"][a:b]], axis=1), chunks,
             data.sentence_vectors[a:b], data.chunk_vectors[c:d],
         )
@@ -294,29 +311,33 @@ def _unchanged(item: SourceFile, old: dict[str, str]) -> str | None:
     return None
 
 
-def _reason(exc: OSError | ValueError) -> str:
+def reason(exc: OSError | ValueError) -> str:
     """Why a file was skipped, for the one-line note."""
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
-def read_part(item: SourceFile) -> _Part:
+def read_part(item: SourceFile) -> Part:
     """A file's document, not chunked yet; raises OSError or ValueError (see read_document)."""
-    return _Part(read_document(item), np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
+    return Part(read_document(item), np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
 
 
-def embed_locally(items: list[SourceFile], embedder: Embedder, settings: ChunkSettings, skip: Skip,
-                  tracker: Progress, progress: bool) -> list[_Part | None]:
-    """The default EmbedParts: read the files one by one, then chunk and embed them all here."""
-    parts: list[_Part | None] = []
+def write_locally(items: list[SourceFile], index_dir: Path, embedder: Embedder, settings: ChunkSettings,
+                  skip: Skip, tracker: Progress, progress: bool, index_chunks: int) -> list[Written]:
+    """The default WriteSegments: read the files one by one, chunk and embed them all
+    here, and write them as one segment."""
+    parts: list[Part] = []
     for item in items:
         try:
             parts.append(read_part(item))
         except (OSError, ValueError) as exc:
-            skip(item, _reason(exc))
-            parts.append(None)
+            skip(item, reason(exc))
         tracker.documents_done += 1
-    _chunk_and_embed([p for p in parts if p is not None], embedder, settings, progress, tracker)
-    return parts
+    if not parts:
+        return []
+    _chunk_and_embed(parts, embedder, settings, progress, tracker)
+    size = index_chunks + sum(len(p.chunks) for p in parts)
+    entry = write_parts(index_dir, parts, embedder.dimension, size)
+    return [Written(entry, {p.document.source: p.document.sha256 for p in parts})]
 
 
 def _info(path: Path, old: dict | None) -> dict:
@@ -331,7 +352,7 @@ def _info(path: Path, old: dict | None) -> dict:
     return {"path": os.path.abspath(path), "bytes": size, "indexed_at": when}
 
 
-def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSettings, progress: bool,
+def _chunk_and_embed(parts: list[Part], embedder: Embedder, settings: ChunkSettings, progress: bool,
                      tracker: Progress) -> None:
     chunked = chunk_many([p.document.text for p in parts], embedder.count_tokens, settings)
     for part, (sentences, chunks) in zip(parts, chunked):
@@ -339,7 +360,7 @@ def _chunk_and_embed(parts: list[_Part], embedder: Embedder, settings: ChunkSett
     embed_chunked(parts, embedder, progress, tracker)
 
 
-def set_chunks(part: _Part, sentences: list[Span], chunks: list[Chunk]) -> None:
+def set_chunks(part: Part, sentences: list[Span], chunks: list[Chunk]) -> None:
     """Store a document's sentence and chunk spans (as chunk_text gives them) in its part."""
     part.sentences = np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2)
     part.chunks = np.array(
@@ -347,7 +368,7 @@ def set_chunks(part: _Part, sentences: list[Span], chunks: list[Chunk]) -> None:
     ).reshape(-1, 4)
 
 
-def embed_chunked(parts: list[_Part], embedder: Embedder, progress: bool, tracker: Progress) -> None:
+def embed_chunked(parts: list[Part], embedder: Embedder, progress: bool, tracker: Progress) -> None:
     """Vectors for the chunks and sentences of chunked parts, stored in each part."""
     chunk_texts = [p.document.text[a:b] for p in parts for a, b, _, _ in p.chunks]
     # Sentence spans relative to their chunk: sentence vectors come from the chunk's pass.
@@ -379,7 +400,7 @@ def _encode(embedder: Embedder, texts: list[str], spans: list[list[tuple[int, in
     return chunks, np.concatenate(sentences).reshape(-1, embedder.dimension)
 
 
-def _assemble(parts: list[_Part], dim: int):
+def _assemble(parts: list[Part], dim: int):
     """Concatenate per-document parts into global arrays, rows grouped by document."""
     cols: dict[str, list[np.ndarray]] = {k: [] for k in store.SPAN_FIELDS}
     offset = 0

@@ -1,25 +1,32 @@
-"""Indexing on Ray: read, chunk and embed the new or changed documents of a build on a cluster.
+"""Indexing on Ray: read, chunk, embed and write the new or changed documents of a build on
+a cluster.
 
 Ray is optional (``pip install 'qa-docs[ray]'``) and only ``qa index --ray`` imports this
-module. ``build_index`` still finds the files, reuses unchanged documents and publishes the
-build on the driver; `RayEmbed` is its ``embed_parts`` step, a Ray Data pipeline:
+module. ``build_index`` still finds the files, reuses unchanged documents, checks, merges
+and publishes on the driver; `RaySegments` is its ``write_segments`` step, a Ray Data
+pipeline:
 
     the files to (re)index → map: read and chunk (Ray tasks)
-      → map_batches: embed chunks and their sentences (a pool of actors that each load
-        the model once; one GPU each when the cluster has GPUs) → back to the driver
+      → map_batches: embed a batch of documents and write it as a segment into the index
+        folder (a pool of actors that each load the model once; one GPU each when the
+        cluster has GPUs) → each segment's manifest entry back to the driver
 
-Without GPUs both steps ask for the same resources (one CPU), so Ray Data fuses them and
-the actors read and chunk too; with GPUs, reading and chunking stay CPU tasks.
+The index folder must be storage that every node sees at the same path (NFS, a shared
+volume). Without GPUs both steps ask for the same resources (one CPU), so Ray Data fuses
+them and the actors read and chunk too; with GPUs, reading and chunking stay CPU tasks.
 Ray Data restarts an actor that dies and retries its batch (actor pools default to
-``max_restarts=-1`` and ``max_task_retries=-1``); anything that still fails raises before
-the driver publishes, so the previous build stays.
+``max_restarts=-1`` and ``max_task_retries=-1``); a segment a killed attempt left half
+written is named by no manifest and removed. Anything that still fails raises before the
+driver publishes, so the previous build stays.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,12 +40,13 @@ from tqdm import tqdm
 from .chunking import ChunkSettings, chunk_text
 from .embedding import Embedder
 from .errors import QAError
-from .indexing import Progress, Skip, _Part, _reason, embed_chunked, read_part, set_chunks
+from .indexing import Part, Progress, Skip, Written, embed_chunked, read_part, reason, set_chunks, write_parts
 from .sources import Document, SourceFile
 
 MISSING = "Ray is not installed: pip install 'qa-docs[ray]'"
 FILES_PER_TASK = 16  # at most this many files per read-and-chunk task
-DOCUMENTS_PER_BATCH = 8  # documents per call of an embedding actor
+SEGMENTS_PER_WORKER = 4  # a worker writes about this many segments of a build
+DOCUMENTS_PER_SEGMENT = (8, 512)  # the fewest and most documents in a segment a worker writes
 
 
 class RayMissing(QAError):
@@ -82,14 +90,14 @@ def ray_session(address: str | None = None) -> Iterator[None]:
 
 
 @dataclass
-class RayEmbed:
-    """build_index's ``embed_parts`` on the Ray cluster this process is connected to."""
+class RaySegments:
+    """build_index's ``write_segments`` on the Ray cluster this process is connected to."""
 
     workers: int | None = None  # embedding actors (default: the cluster's GPUs, else its CPUs)
-    documents_per_batch: int = DOCUMENTS_PER_BATCH
+    documents_per_segment: int | None = None  # default: see DOCUMENTS_PER_SEGMENT
 
-    def __call__(self, items: list[SourceFile], embedder: Embedder, settings: ChunkSettings, skip: Skip,
-                 tracker: Progress, progress: bool) -> list[_Part | None]:
+    def __call__(self, items: list[SourceFile], index_dir: Path, embedder: Embedder, settings: ChunkSettings,
+                 skip: Skip, tracker: Progress, progress: bool, index_chunks: int) -> list[Written]:
         if not items:
             return []
         ray = require_ray()
@@ -97,16 +105,21 @@ class RayEmbed:
 
         gpus = int(ray.cluster_resources().get("GPU", 0))
         workers = self.workers or max(1, gpus or int(ray.cluster_resources().get("CPU", 1)))
-        per_task = max(1, min(FILES_PER_TASK, len(items) // (2 * workers)))
+        low, high = DOCUMENTS_PER_SEGMENT
+        per_segment = self.documents_per_segment or min(
+            high, max(low, math.ceil(len(items) / (SEGMENTS_PER_WORKER * workers))))
+        per_task = max(1, min(FILES_PER_TASK, len(items) // (2 * workers), per_segment))
         rows = [{"i": i, "path": str(item.path), "source": item.source} for i, item in enumerate(items)]
         dataset = (
             ray.data.from_items(rows, override_num_blocks=math.ceil(len(items) / per_task))
             .map(read_and_chunk, fn_kwargs={"model": embedder.name, "settings": settings.as_dict()})
-            .map_batches(EmbedChunks, fn_constructor_kwargs={"model": embedder.name},
-                         batch_size=self.documents_per_batch, batch_format="pyarrow",
+            .map_batches(WriteSegment, fn_constructor_kwargs={
+                             "model": embedder.name, "index_dir": str(Path(index_dir).resolve()),
+                             "index_chunks": index_chunks},
+                         batch_size=per_segment, batch_format="pyarrow",
                          compute=ActorPoolStrategy(size=workers), num_gpus=1 if gpus else None)
         )
-        parts: list[_Part | None] = [None] * len(items)
+        written: dict[int, Written] = {}  # by the first item of each segment: the order of a local build
         back: set[int] = set()  # the items whose row came back
         bar = tqdm(total=len(items), unit="doc", desc=f"indexing on Ray ({workers} workers)",
                    disable=not progress)
@@ -114,12 +127,13 @@ class RayEmbed:
             with _quiet_ray_data(DataContext.get_current()), bar:
                 for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                     for row in batch.to_pylist():
-                        part = parts[row["i"]] = _part(row, embedder.dimension, embedded=True)
-                        if part is None:
+                        if row["skipped"]:
                             skip(items[row["i"]], row["skipped"])
-                        else:
-                            tracker.chunks_total += len(part.chunks)
-                            tracker.chunks_done += len(part.chunks)
+                        if row["segment"]:
+                            segment = json.loads(row["segment"])
+                            written[row["i"]] = Written(segment["entry"], segment["documents"])
+                        tracker.chunks_total += row["chunks"]
+                        tracker.chunks_done += row["chunks"]
                         tracker.documents_done += 1
                         back.add(row["i"])
                         bar.update(1)
@@ -128,7 +142,7 @@ class RayEmbed:
         if len(back) != len(items):  # never publish a build with documents missing
             raise QAError(f"indexing on Ray failed: {len(items) - len(back)} of {len(items)} documents "
                           "did not come back")
-        return parts
+        return [written[i] for i in sorted(written)]
 
 
 @contextmanager
@@ -141,7 +155,9 @@ def _quiet_ray_data(context: Any) -> Iterator[None]:
     for handler in consoles:
         handler.addFilter(_console_note)
     try:
-        yield
+        with warnings.catch_warnings():  # fewer documents than workers is no fault of the user's
+            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
+            yield
     finally:
         context.enable_progress_bars, context.print_on_execution_start = saved
         for handler in consoles:
@@ -154,79 +170,78 @@ def _console_note(record: logging.LogRecord) -> bool:
 
 
 def read_and_chunk(row: dict[str, Any], model: str, settings: dict[str, int]) -> dict[str, Any]:
-    """Ray task: one file read and chunked, or the reason it was skipped. Arrays travel as
-    raw bytes (int64 spans, float32 vectors), one column type whatever their length."""
+    """Ray task: one file read and chunked, or the reason it was skipped."""
     item = SourceFile(Path(row["path"]), row["source"])
     try:
         part = read_part(item)
     except (OSError, ValueError) as exc:
-        return _row(row["i"], None, _reason(exc))
+        return _row(row["i"], None, reason(exc))
     count = _embedder(model).count_tokens
     sentences, chunks = chunk_text(part.document.text, count, ChunkSettings(**settings))
     set_chunks(part, sentences, chunks)
     return _row(row["i"], part)
 
 
-class EmbedChunks:
-    """Ray actor: loads the model once, then embeds batches of chunked documents."""
+class WriteSegment:
+    """Ray actor: loads the model once (on its GPU, if Ray gave it one), then embeds each
+    batch of chunked documents and writes it into the index folder as one segment."""
 
-    def __init__(self, model: str) -> None:
-        self.embedder = _embedder(model)
+    def __init__(self, model: str, index_dir: str, index_chunks: int) -> None:
+        import ray
+
+        self.embedder = _embedder(model, "cuda" if ray.get_gpu_ids() else "cpu")
+        self.index_dir = Path(index_dir)
+        self.index_chunks = index_chunks
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
+        import ray
 
         rows = batch.to_pylist()
-        parts = [(row, _part(row, self.embedder.dimension, embedded=False)) for row in rows]
-        embed_chunked([p for _, p in parts if p is not None], self.embedder, False, Progress())
-        out = [row if part is None else _row(row["i"], part) for row, part in parts]
-        return pa.Table.from_pylist(out, schema=_schema())
+        parts = [_part(row) for row in rows]
+        chunked = [p for p in parts if p is not None]
+        out = [{"i": row["i"], "skipped": row["skipped"], "chunks": 0 if p is None else len(p.chunks),
+                "segment": ""} for row, p in zip(rows, parts)]
+        if chunked:
+            embed_chunked(chunked, self.embedder, False, Progress())
+            size = self.index_chunks + sum(len(p.chunks) for p in chunked)
+            entry = write_parts(self.index_dir, chunked, self.embedder.dimension, size)
+            entry["node"] = ray.get_runtime_context().get_node_id()  # which machine wrote it
+            first = next(o for o, p in zip(out, parts) if p is not None)
+            first["segment"] = json.dumps({"entry": entry, "documents": {
+                p.document.source: p.document.sha256 for p in chunked}})
+        schema = pa.schema([("i", pa.int64()), ("skipped", pa.string()), ("chunks", pa.int64()),
+                            ("segment", pa.large_string())])
+        return pa.Table.from_pylist(out, schema=schema)
 
 
 @lru_cache(maxsize=2)
-def _embedder(model: str) -> Embedder:
+def _embedder(model: str, device: str = "cpu") -> Embedder:
     """One loaded model per worker process (Ray reuses processes across tasks)."""
-    return Embedder(model)
+    return Embedder(model, device=device)
 
 
-def _row(i: int, part: _Part | None, skipped: str = "") -> dict[str, Any]:
+def _row(i: int, part: Part | None, skipped: str = "") -> dict[str, Any]:
+    """A read and chunked file as a row for Ray Data (or the reason it was skipped); spans
+    travel as raw int64 bytes, one column type whatever their length."""
     doc = part.document if part else Document("", "", "")
-    empty = np.zeros(0, np.float32)
 
-    def raw(x: np.ndarray | list[int] | None, dtype: type) -> bytes:
-        return np.ascontiguousarray(empty if x is None else x, dtype=dtype).tobytes()
+    def raw(x: np.ndarray | list[int] | None) -> bytes:
+        return np.ascontiguousarray(np.zeros(0) if x is None else x, dtype=np.int64).tobytes()
 
-    return {
-        "i": i, "skipped": skipped, "source": doc.source, "text": doc.text, "sha256": doc.sha256,
-        "pages": raw(doc.pages, np.int64),
-        "sentences": raw(part.sentences if part else None, np.int64),
-        "chunks": raw(part.chunks if part else None, np.int64),
-        "sentence_vectors": raw(part.sentence_vectors if part else None, np.float32),
-        "chunk_vectors": raw(part.chunk_vectors if part else None, np.float32),
-    }
+    return {"i": i, "skipped": skipped, "source": doc.source, "text": doc.text, "sha256": doc.sha256,
+            "pages": raw(doc.pages), "sentences": raw(part.sentences if part else None),
+            "chunks": raw(part.chunks if part else None)}
 
 
-def _schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema([("i", pa.int64()), ("skipped", pa.string()), ("source", pa.string()),
-                      ("text", pa.large_string()), ("sha256", pa.string()), ("pages", pa.binary()),
-                      ("sentences", pa.binary()), ("chunks", pa.binary()),
-                      ("sentence_vectors", pa.large_binary()), ("chunk_vectors", pa.large_binary())])
-
-
-def _part(row: dict[str, Any], dimension: int, embedded: bool) -> _Part | None:
-    """The part a row carries (with its vectors once embedded), or None for a skipped file."""
+def _part(row: dict[str, Any]) -> Part | None:
+    """The chunked document a row carries, or None for a skipped file."""
     if row["skipped"]:
         return None
     pages = np.frombuffer(row["pages"], np.int64).tolist()
-    part = _Part(Document(row["source"], row["text"], row["sha256"], pages),
-                 np.frombuffer(row["sentences"], np.int64).reshape(-1, 2).copy(),
-                 np.frombuffer(row["chunks"], np.int64).reshape(-1, 4).copy())
-    if embedded:
-        part.sentence_vectors = np.frombuffer(row["sentence_vectors"], np.float32).reshape(-1, dimension)
-        part.chunk_vectors = np.frombuffer(row["chunk_vectors"], np.float32).reshape(-1, dimension)
-    return part
+    return Part(Document(row["source"], row["text"], row["sha256"], pages),
+                np.frombuffer(row["sentences"], np.int64).reshape(-1, 2).copy(),
+                np.frombuffer(row["chunks"], np.int64).reshape(-1, 4).copy())
 
 
 def _line(exc: BaseException) -> str:

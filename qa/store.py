@@ -192,6 +192,20 @@ def publish(index_dir: Path, manifest: dict) -> Path:
     return folder
 
 
+def remove_unpublished(index_dir: Path) -> None:
+    """Segments (and manifests) that the published manifest does not name: what a failed
+    or interrupted build wrote. Only a build holding the lock may call this."""
+    if not os.path.lexists(index_dir / CURRENT):  # nothing published yet: nothing is in use
+        _remove_unused(index_dir, "", set())
+        return
+    try:
+        current = (index_dir / CURRENT).resolve(strict=True)
+        named = {entry["name"] for entry in read_manifest(index_dir)["segments"]}
+    except (OSError, IndexMissing, IndexInvalid, KeyError, TypeError):
+        return  # an unreadable index: leave every folder for a rebuild to judge
+    _remove_unused(index_dir, current.name, named)
+
+
 def _remove_unused(index_dir: Path, manifest: str, segments: set[str]) -> None:
     """Older manifests, segments no manifest names, and earlier formats' builds."""
     for p in index_dir.iterdir():
@@ -327,15 +341,20 @@ def verify_files(index_dir: Path, manifest: dict) -> Path:
     checksum; the manifest's folder, checked."""
     folder = (index_dir / CURRENT).resolve()
     for entry in manifest.get("segments", []):
-        for name, expected in entry.get("files", {}).items():
-            path = index_dir / entry["name"] / name
-            try:
-                intact = path.is_file() and _file_digest(path) == expected
-            except OSError:
-                intact = False
-            if not intact:
-                raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
+        verify_segment(index_dir, entry)
     return folder
+
+
+def verify_segment(index_dir: Path, entry: dict) -> None:
+    """Every file of this segment is present with its recorded checksum, or IndexInvalid."""
+    for name, expected in entry.get("files", {}).items():
+        path = index_dir / entry["name"] / name
+        try:
+            intact = path.is_file() and _file_digest(path) == expected
+        except OSError:
+            intact = False
+        if not intact:
+            raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
 
 
 def segment_folders(index_dir: Path) -> list[Path]:

@@ -1,4 +1,5 @@
 """Indexing on Ray (`qa index --ray`): the same index as a local build, on one node or two,
+with each worker writing its own segments,
 when an embedding worker is killed mid-build, and one clear line when Ray is missing.
 
 One real Ray runtime serves the module: a two-node cluster on this machine (head and one
@@ -29,8 +30,8 @@ from qa.cli import main
 from qa.embedding import Embedder, resolve_model
 from qa.engine import Engine
 from qa.errors import QAError
-from qa.indexing import Progress, _split_previous, build_index
-from qa.ray_build import MISSING, RayEmbed
+from qa.indexing import Progress, build_index, split_parts
+from qa.ray_build import MISSING, RaySegments
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "When did Russia send troops into Ukraine?"
@@ -84,7 +85,7 @@ def assert_same_index(a: Path, b: Path, embedder: Embedder) -> None:
     """The same documents with the same spans and vectors, in whatever segments and order."""
     x = store.load(a, embedder.name, embedder.dimension)
     y = store.load(b, embedder.name, embedder.dimension)
-    px, py = _split_previous(x), _split_previous(y)
+    px, py = split_parts(x), split_parts(y)
     assert sorted(px) == sorted(py)
     for source, part in px.items():
         other = py[source]
@@ -106,7 +107,7 @@ def close(a: np.ndarray, b: np.ndarray) -> bool:
 
 def embedding_actors() -> list[dict]:
     """The embedding actors Ray has started in this cluster, alive or not (the GCS table)."""
-    return [a for a in ray._private.state.actors().values() if "EmbedChunks" in a["ActorClassName"]]
+    return [a for a in ray._private.state.actors().values() if "WriteSegment" in a["ActorClassName"]]
 
 
 def test_ray_build_through_the_cli_equals_a_local_build(cluster, corpus, local_index, embedder, tmp_path,
@@ -131,6 +132,20 @@ def test_ray_build_through_the_cli_equals_a_local_build(cluster, corpus, local_i
     ours = [a for a in embedding_actors() if a["ActorID"] not in before]
     assert len(ours) == 2
     assert len({a["Address"]["NodeID"] for a in ours}) == 2 == len([n for n in ray.nodes() if n["Alive"]])
+
+
+def test_workers_write_their_own_segments(cluster, corpus, local_index, embedder, tmp_path):
+    """One document a segment: each segment is written by an embedding actor on a node of the
+    cluster (the driver writes none), into the shared index folder, and nothing else is left."""
+    index = tmp_path / "index"
+    report = build_index([corpus], index, embedder, report=lambda _: None, progress=False,
+                         write_segments=RaySegments(workers=2, documents_per_segment=1))
+    assert report.segments == 3
+    segments = store.read_manifest(index)["segments"]
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(segments) == 3 and all(entry["node"] in nodes for entry in segments)
+    assert sorted(p.name for p in index.glob("seg-*")) == sorted(e["name"] for e in segments)
+    assert_same_index(local_index, index, embedder)
 
 
 def qa_index(corpus: Path, index: Path, *ray_args: str) -> subprocess.CompletedProcess:
@@ -162,7 +177,7 @@ def test_incremental_ray_build_embeds_only_what_changed(cluster, corpus, local_i
     (docs / "made-up" / "doc_000.txt").write_text("The ferry leaves at seven.\n", encoding="utf-8")
     write_docs(docs / "more", 1, 3, seed=11)
     report = build_index([docs], index, embedder, report=lambda _: None, progress=False,
-                         embed_parts=RayEmbed(workers=2))
+                         write_segments=RaySegments(workers=2))
     assert (report.added, report.changed, report.unchanged, len(report.skipped)) == (1, 1, 2, 1)
     fresh = tmp_path / "fresh"
     build_index([docs], fresh, embedder, report=lambda _: None, progress=False)
@@ -181,7 +196,7 @@ def test_a_killed_worker_is_restarted_and_the_build_completes(cluster, embedder,
     def build() -> None:
         try:  # one document per call: many calls, so the kill lands mid-build
             build_index([docs], index, embedder, report=lambda _: None, progress=False, tracker=tracker,
-                        embed_parts=RayEmbed(workers=2, documents_per_batch=1))
+                        write_segments=RaySegments(workers=2, documents_per_segment=1))
         except BaseException as exc:
             failed.append(exc)
 
@@ -199,6 +214,8 @@ def test_a_killed_worker_is_restarted_and_the_build_completes(cluster, embedder,
     restarted = ray._private.state.actors(victim["ActorID"])
     assert restarted["NumRestarts"] >= 1
     assert_same_index(local, index, embedder)
+    named = {e["name"] for e in store.read_manifest(index)["segments"]}
+    assert {p.name for p in index.glob("seg-*")} == named  # nothing half-written is left
 
 
 def test_a_failed_ray_build_publishes_nothing(cluster, embedder, tmp_path):
@@ -217,7 +234,7 @@ def test_a_failed_ray_build_publishes_nothing(cluster, embedder, tmp_path):
     (docs / "doc_000.txt").write_text("The ferry leaves at seven.\n", encoding="utf-8")
     with pytest.raises(QAError, match=r"^indexing on Ray failed: cannot load model") as caught:
         build_index([docs], index, driver_only, report=lambda _: None, progress=False,
-                    embed_parts=RayEmbed(workers=1))
+                    write_segments=RaySegments(workers=1))
     assert "\n" not in str(caught.value)
     assert (index / "current").resolve() == published
     assert sorted(p.name for p in published.iterdir()) == before
