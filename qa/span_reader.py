@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +44,7 @@ DEFAULT_THRESHOLD = 0.1
 # A follow-up repeats the last answer's sentence only when no other window reaches this share
 # of its confidence (and the threshold): the same sentence may well hold the new answer.
 AVOID_RATIO = 0.5
-SURE = 0.75  # a first window this confident ends the reading
+SURE = 0.75  # a first window this confident is the answer, whatever the others say
 # The window around the retriever's best sentence is preferred by this much confidence: on
 # the 8 SQuAD articles held out of training, choosing by confidence plus this prior picks a
 # window holding the answer for 0.832 of questions instead of 0.823 (F1 0.649 vs 0.642).
@@ -54,9 +56,14 @@ class ReaderUnavailable(QAError):
 
 
 class OnnxReaderModel:
-    """An ONNX Runtime session over reader.onnx: inputs in, three logit arrays out."""
+    """An ONNX Runtime session over reader.onnx: inputs in, three logit arrays out.
 
-    def __init__(self, path: Path, threads: int = 0) -> None:
+    One thread per run: a question's windows run side by side, each on a thread of its
+    own (two windows of ~115 word pieces: 12.5 ms, against 16.7 ms one after the other
+    on two threads each; the logits are the same).
+    """
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -163,17 +170,17 @@ class SpanReader:
         return out
 
     def _read(self, question: str, windows: list[tuple[Window, int]]) -> list[_Read]:
-        """One model call over these windows: each one's short answer and confidence."""
-        if not windows:
-            return []
+        """Each window's short answer and confidence; the windows are read in parallel, one
+        model run each."""
         with self._lock:
-            batch = encode(self.tokenizer, [(question, w.text) for w, _ in windows])
-        start, end, answerable = self.model.run(batch.inputs)
+            batches = [encode(self.tokenizer, [(question, w.text)]) for w, _ in windows]
+        runs = [_threads().submit(self.model.run, batch.inputs) for batch in batches]
         reads = []
-        for row, (window, first) in enumerate(windows):
-            span = best_span(start[row], end[row], batch.offsets[row], batch.in_window[row], window.sentences)
+        for (window, first), batch, run in zip(windows, batches, runs):
+            start, end, answerable = run.result()
+            span = best_span(start[0], end[0], batch.offsets[0], batch.in_window[0], window.sentences)
             log_prob = span.log_prob if span else -1e9
-            logit = float(answerable[row])
+            logit = float(answerable[0])
             reads.append(_Read(
                 window, first, calibrated(self.calibration, logit, log_prob), (logit, log_prob),
                 (window.start + span.start, window.start + span.end) if span else None,
@@ -188,11 +195,11 @@ class SpanReader:
         windows = self.windows(data, cands)
         with self._lock:
             question = clip_question(self.tokenizer, query)
-        # The best candidate's window first: when it is clearly right, the others cannot beat it
-        # by much, and a question costs one window instead of WINDOWS.
-        reads = self._read(question, windows[:1])
-        if reads[0].confidence < SURE or (avoid and repeats(data, reads[0].sentence, avoid)):
-            reads += self._read(question, windows[1:])
+        reads = self._read(question, windows)
+        # The best candidate's window, when it is clearly right, is the answer: the others
+        # could not beat it by much.
+        if reads[0].confidence >= SURE and not (avoid and repeats(data, reads[0].sentence, avoid)):
+            reads = reads[:1]
         first = reads[0]
         reads.sort(key=lambda r: -(r.confidence + FIRST_WINDOW_PRIOR * (r is first)))
         best = reads[0]
@@ -210,3 +217,24 @@ class SpanReader:
             ordered.insert(0, Candidate(best.sentence, -1, np.zeros(0), 0.0))
         return Reading(best.sentence, best.sentence, best.confidence, evidence,
                        corroborating(data, ordered), best.short, best.through)
+
+
+_THREADS: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The threads that run the reader model, shared by every question in this process."""
+    global _THREADS
+    if _THREADS is None:
+        _THREADS = ThreadPoolExecutor(max_workers=max(WINDOWS, os.cpu_count() or 1),
+                                      thread_name_prefix="qa-reader")
+    return _THREADS
+
+
+def _forget_threads() -> None:
+    """A forked child has none of its parent's threads: start a pool afresh when needed."""
+    global _THREADS
+    _THREADS = None
+
+
+os.register_at_fork(after_in_child=_forget_threads)
