@@ -146,6 +146,10 @@ def test_workers_write_their_own_segments(cluster, corpus, local_index, embedder
     assert len(segments) == 3 and all(entry["node"] in nodes for entry in segments)
     assert sorted(p.name for p in index.glob("seg-*")) == sorted(e["name"] for e in segments)
     assert_same_index(local_index, index, embedder)
+    # Three segments, searched side by side (faiss.IndexShards), answer as the one segment does.
+    here, there = Engine(local_index).ask(QUESTION), Engine(index).ask(QUESTION)
+    for key in ("answer", "short_answer", "citations", "passages"):
+        assert here[key] == there[key], key
 
 
 def qa_index(corpus: Path, index: Path, *ray_args: str) -> subprocess.CompletedProcess:
