@@ -193,3 +193,36 @@ def test_rebuild_while_serving_then_sighup(seed_index, tmp_path):
     finally:
         stop.set()
         assert server.stop() == 0
+
+
+def test_two_read_only_servers_share_one_index(seed_index, tmp_path):
+    """Scale-out as the README describes it: two `qa serve --read-only` processes on one index
+    folder answer alike, and each picks up on its own the build that `qa index` publishes (the
+    new document in a segment of its own, so both then search two segments side by side)."""
+    index = copy_index(seed_index, tmp_path / "index")
+    servers = [start_server(index, tmp_path / f"server{i}.log", threads=2, extra=("--read-only",))
+               for i in range(2)]
+    try:
+        said = [answer_of(s) for s in servers]
+        assert said[0]["answer"].startswith("Sonata Coulter") and said[0] == said[1]
+        index_in_subprocess(corpus(tmp_path / "docs", True), index)
+        assert len(store.read_manifest(index)["segments"]) == 2
+        for server in servers:
+            deadline = time.monotonic() + 30
+            while True:
+                status, _, body = server.post_json("/api/ask", {"question": NEW_QUESTION})
+                if status == 200 and answers_new_doc(json.loads(body)):
+                    break
+                assert time.monotonic() < deadline, body
+                time.sleep(0.2)
+        said = [answer_of(s) for s in servers]
+        assert said[0]["answer"].startswith("Sonata Coulter") and said[0] == said[1]
+    finally:
+        assert [s.stop() for s in servers] == [0, 0]
+
+
+def answer_of(server) -> dict:
+    """The server's answer to DELEGATION, without the time it took."""
+    result = json.loads(server.post_json("/api/ask", {"question": DELEGATION})[2])
+    result.pop("took_ms")
+    return result
