@@ -68,7 +68,7 @@ def _load(embedder: Embedder) -> Encoder:
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
             # Its threads sleep as soon as a question is encoded, rather than spin for a while
-            # on both cores, which slowed the reader that runs next by half (p50 24 -> 16 ms).
+            # on both cores, which slowed the reader that runs next (engine p50: 24 -> 16 ms).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             encode = _encoder(embedder, session)
