@@ -106,8 +106,8 @@ class SentenceReader:
     default_threshold = DEFAULT_THRESHOLD
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = ()) -> Reading:
-        reading = read(data, passages, threshold)
+             avoid: tuple[str, ...] = (), last: tuple[str, str] = ()) -> Reading:
+        reading = read(data, passages, threshold)  # no short answers: ``last`` has no use here
         if reading.answer is None or not repeats(data, reading.answer, avoid):
             return reading
         other = read(data, passages, threshold, lambda s: not repeats(data, s, avoid))

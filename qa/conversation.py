@@ -13,13 +13,14 @@ rules that can be shown to the user (``Rewrite.why``):
 - referring back with a pronoun or "that", "those", "there": the last question
   and answer are added as context.
 A follow-up never repeats the last answer's quote when another one answers
-(``Rewrite.avoid``; the reader decides).
+(``Rewrite.avoid``), and its short answer is never what it refers to, the last
+answer's own short answer (``Rewrite.last``); the reader decides both.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MAX_TURNS = 20
 MAX_CHARS = 2000
@@ -57,6 +58,7 @@ class Rewrite:
     avoid: tuple[str, ...] = ()  # earlier answers not to repeat when another one answers
     read: str = ""  # what the reader reads in the windows found; empty: the query
     alone: str = ""  # the question as it would stand on its own, where a rule rewrote it so
+    last: tuple[str, str] = ()  # for a follow-up: the last question and answer it builds on
 
     @property
     def reader_question(self) -> str:
@@ -185,6 +187,14 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
     last_question, last_answer = _asked(history), _last(history, "assistant")
     if not last_question:
         return Rewrite(question)
+    said = _follow_up(question, last_question, last_answer)
+    if said.why is None:
+        return said
+    return replace(said, last=(last_question, last_answer) if last_answer else ())
+
+
+def _follow_up(question: str, last_question: str, last_answer: str) -> Rewrite:
+    """The question read as a follow-up of the last question and answer, if it is one."""
     avoid = (last_answer,) if last_answer else ()
     text = question.strip()
     lowered = text.lower()

@@ -114,7 +114,8 @@ class Engine:
         passages = self._retrieve(data, query, max(k, 5))
         reading = None
         if passages:
-            reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid)
+            reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid,
+                                       said.last)
         result = {
             "question": question,
             "query": query,

@@ -127,11 +127,17 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
-              in_window: np.ndarray, sentences: tuple[tuple[int, int], ...]) -> Span | None:
+              in_window: np.ndarray, sentences: tuple[tuple[int, int], ...],
+              banned: tuple[tuple[int, int], ...] = ()) -> Span | None:
     """The likeliest answer span of one window: start <= end, within MAX_ANSWER_TOKENS word
-    pieces and MAX_ANSWER_SENTENCES consecutive sentences. Probabilities are over the
+    pieces and MAX_ANSWER_SENTENCES consecutive sentences, neither starting nor ending
+    inside a ``banned`` character range of the window text. Probabilities are over the
     window's tokens only."""
     tokens = np.flatnonzero(in_window)
+    inside = np.zeros(len(tokens), bool)
+    for a, b in banned:
+        inside |= (offsets[tokens, 0] < b) & (offsets[tokens, 1] > a)
+    tokens = tokens[~inside]  # the probabilities are over the tokens a span may use
     if len(tokens) == 0:
         return None
     starts = log_softmax(start_logits[tokens])

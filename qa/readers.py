@@ -24,9 +24,11 @@ class Reader(Protocol):
     default_threshold: float
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = ()) -> Reading:
+             avoid: tuple[str, ...] = (), last: tuple[str, str] = ()) -> Reading:
         """The answer in the passages, or an abstention below threshold; an answer quoted in
-        ``avoid`` (the last one, for a follow-up) only when nothing else answers."""
+        ``avoid`` (the last one, for a follow-up) only when nothing else answers. ``last``:
+        for a follow-up, the last question and its answer, whose short answer (what the
+        follow-up refers to) is not the follow-up's short answer."""
         ...
 
 

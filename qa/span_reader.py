@@ -13,7 +13,7 @@ import json
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import numpy as np
 from .answer import Candidate, Reading, candidates, corroborating, repeats, score
 from .errors import QAError
 from .reader_windows import (
+    Batch,
     Window,
     best_span,
     clip_question,
@@ -169,16 +170,21 @@ class SpanReader:
             covered.update(range(first + lo, first + hi))
         return out
 
-    def _read(self, question: str, windows: list[tuple[Window, int]]) -> list[_Read]:
-        """Each window's short answer and confidence; the windows are read in parallel, one
-        model run each."""
+    def _run(self, pairs: list[tuple[str, Window]]) -> list[tuple[Batch, Future]]:
+        """The model run on each (question, window), side by side, one run each."""
         with self._lock:
-            batches = [encode(self.tokenizer, [(question, w.text)]) for w, _ in windows]
-        runs = [_threads().submit(self.model.run, batch.inputs) for batch in batches]
+            batches = [encode(self.tokenizer, [(question, w.text)]) for question, w in pairs]
+        return [(batch, _threads().submit(self.model.run, batch.inputs)) for batch in batches]
+
+    def _read(self, runs: list[tuple[Batch, Future]], windows: list[tuple[Window, int]],
+              banned: str = "") -> list[_Read]:
+        """Each window's short answer and confidence, from its run; the short answer never
+        starts or ends inside a mention of ``banned``."""
         reads = []
-        for (window, first), batch, run in zip(windows, batches, runs):
+        for (window, first), (batch, run) in zip(windows, runs):
             start, end, answerable = run.result()
-            span = best_span(start[0], end[0], batch.offsets[0], batch.in_window[0], window.sentences)
+            span = best_span(start[0], end[0], batch.offsets[0], batch.in_window[0], window.sentences,
+                             _mentions(window.text, banned))
             log_prob = span.log_prob if span else -1e9
             logit = float(answerable[0])
             reads.append(_Read(
@@ -187,15 +193,26 @@ class SpanReader:
                 first + (span.sentence if span else 0), first + (span.through if span else 0)))
         return reads
 
+    def _referent(self, runs: list[tuple[Batch, Future]], answer: Window) -> str:
+        """The short answer the last question got from its answer: what a follow-up refers to."""
+        read = self._read(runs, [(answer, 0)])[0]
+        return answer.text[read.short[0]:read.short[1]] if read.short else ""
+
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = ()) -> Reading:
+             avoid: tuple[str, ...] = (), last: tuple[str, str] = ()) -> Reading:
         cands = score(data, candidates(passages))
         if not cands:
             return Reading(None, None, 0.0)
         windows = self.windows(data, cands)
         with self._lock:
             question = clip_question(self.tokenizer, query)
-        reads = self._read(question, windows)
+        pairs = [(question, w) for w, _ in windows]
+        if last:  # the last question over its own answer, alongside
+            with self._lock:
+                pairs.append((clip_question(self.tokenizer, last[0]), _whole(last[1])))
+        runs = self._run(pairs)
+        banned = self._referent(runs[len(windows):], _whole(last[1])) if last else ""
+        reads = self._read(runs[:len(windows)], windows, banned)
         # The best candidate's window, when it is clearly right, is the answer: the others
         # could not beat it by much.
         if reads[0].confidence >= SURE and not (avoid and repeats(data, reads[0].sentence, avoid)):
@@ -217,6 +234,23 @@ class SpanReader:
             ordered.insert(0, Candidate(best.sentence, -1, np.zeros(0), 0.0))
         return Reading(best.sentence, best.sentence, best.confidence, evidence,
                        corroborating(data, ordered), best.short, best.through)
+
+
+def _whole(text: str) -> Window:
+    """A text read as one window of one sentence."""
+    return Window(text, 0, ((0, len(text)),))
+
+
+def _mentions(text: str, phrase: str) -> tuple[tuple[int, int], ...]:
+    """Where ``phrase`` occurs in ``text`` (case-insensitively), as character ranges."""
+    if not phrase.strip():
+        return ()
+    lowered, phrase = text.lower(), phrase.lower()
+    out, at = [], lowered.find(phrase)
+    while at >= 0:
+        out.append((at, at + len(phrase)))
+        at = lowered.find(phrase, at + 1)
+    return tuple(out)
 
 
 _THREADS: ThreadPoolExecutor | None = None

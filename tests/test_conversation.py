@@ -81,6 +81,16 @@ def test_elliptical_follow_up_over_the_seeds(engine, seed_text):
     assert "Darchiyev" in before["short_answer"]["text"] or "Darchiev" in before["short_answer"]["text"]
     assert after["query"] == "Who headed the American side?"
     assert after["answerable"] and "Sonata Coulter" in after["answer"]
+    # The sentence names both; the short answer is not the person the follow-up moves on from.
+    assert after["short_answer"]["text"] == "Sonata Coulter"
+    check(after, seed_text)
+
+
+def test_a_follow_up_short_answer_is_not_what_it_refers_to(engine, seed_text):
+    before, after = ask_after(engine, "Who did Donald Trump have a call with?", "What did he hail?")
+    assert before["short_answer"]["text"] == "Vladimir Putin"
+    assert after["follow_up"] and "he" in after["follow_up"]
+    assert "Putin" not in after["short_answer"]["text"]
     check(after, seed_text)
 
 

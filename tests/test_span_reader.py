@@ -78,6 +78,21 @@ def test_a_span_may_run_on_into_the_next_sentences_but_no_further():
     assert span.through - span.sentence < MAX_ANSWER_SENTENCES
 
 
+def test_a_banned_mention_is_never_the_span_and_the_rest_share_the_probability():
+    """A follow-up's short answer neither starts nor ends on what it refers to; the span's
+    probability is then over the tokens a span may use."""
+    sentences = ((0, 40),)
+    offsets = np.array([(0, 0)] + [(i, i + 2) for i in range(0, 40, 2)] + [(0, 0)])
+    in_window = np.array([False] + [True] * 20 + [False])
+    start, end = np.full(22, -9.0), np.full(22, -9.0)
+    start[2], end[3] = 8.0, 8.0  # characters 2-6: the referent
+    start[10], end[11] = 4.0, 4.0  # characters 18-22: the answer after it
+    assert best_span(start, end, offsets, in_window, sentences).start == 2
+    span = best_span(start, end, offsets, in_window, sentences, banned=((2, 6),))
+    assert (span.start, span.end) == (18, 22)
+    assert span.log_prob > -0.1  # nearly all the mass that is left
+
+
 def test_a_multi_sentence_answer_is_cited_exactly(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "complexity.txt").write_text(DECISION, encoding="utf-8")
