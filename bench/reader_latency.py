@@ -4,11 +4,10 @@
 
 Builds the seeds' index if none is given, then times each stage of
 ``Engine.answer`` for the seeds' questions (on-topic and off-topic, from
-eval/seeds-offtopic.json): question encoding (ONNX Runtime), retrieval,
-sentence scoring, window building, and reading the windows (tokenising, the
-reader model on ONNX Runtime, int8, one run per window side by side, span
-decoding and calibration). Prints p50 per stage and the engine's own p50 for
-both readers.
+eval/seeds-offtopic.json): question encoding (ONNX Runtime), retrieval, and
+reading (sentence scoring, windows, tokenising, the reader model on ONNX
+Runtime, int8, one run per window side by side, span decoding and
+calibration). Prints p50 per stage and the engine's own p50 for both readers.
 """
 
 from __future__ import annotations
@@ -61,8 +60,7 @@ def main() -> None:
 
     engine = Engine(index)
     reader, data = engine.reader, engine.data
-    stages: dict[str, list[float]] = {k: [] for k in (
-        "encode question", "retrieve", "score sentences", "windows", "read windows")}
+    stages: dict[str, list[float]] = {k: [] for k in ("encode question", "retrieve", "read")}
     widths = []
     for _ in range(args.rounds):
         for q in qs:
@@ -71,19 +69,15 @@ def main() -> None:
             t1 = time.perf_counter()
             passages = retrieve(data, make_query(data, q, vector), 5)
             t2 = time.perf_counter()
-            cands = score(data, candidates(passages))
+            reader.read(data, passages, q, reader.default_threshold)
             t3 = time.perf_counter()
-            windows = reader.windows(data, cands)
+            windows = reader.windows(data, score(data, candidates(passages)))
             question = clip_question(reader.tokenizer, q)
-            t4 = time.perf_counter()
-            reader._read(question, windows)
-            t5 = time.perf_counter()
-            pieces = [len(reader.tokenizer.encode(question, w.text)) for w, _ in windows]
-            widths.append([len(windows), *pieces])
-            for key, a, b in zip(stages, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+            widths.append([len(reader.tokenizer.encode(question, w.text)) for w, _ in windows])
+            for key, a, b in zip(stages, (t0, t1, t2), (t1, t2, t3)):
                 stages[key].append((b - a) * 1000)
-    print(f"reader input: {np.mean([w[0] for w in widths]):.1f} windows of "
-          f"{np.mean([x for w in widths for x in w[1:]]):.0f} word pieces (mean)")
+    print(f"reader input: {np.mean([len(w) for w in widths]):.1f} windows of "
+          f"{np.mean([x for w in widths for x in w]):.0f} word pieces (mean)")
     for key, values in stages.items():
         print(f"  {key:22s} p50 {np.percentile(values, 50):6.2f} ms")
 
