@@ -242,6 +242,8 @@ def _eval_chains(args: argparse.Namespace, readers: tuple[str, ...]) -> int:
               f"standalone turns made worse by history: {figures['standalone_made_worse']}")
         for kind, share in figures["turns_right"].items():
             print(f"  turns right, {kind:14s} {share:.3f}")
+        right, turns = figures["later_short_answers_right"]
+        print(f"  short answer right, turns after the first: {right} of {turns}")
         for line in figures["failures"]:
             print(f"  wrong: {line}")
     return 0

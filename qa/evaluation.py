@@ -245,6 +245,12 @@ def _turn_right(result: dict, expected: list[str]) -> bool:
     return result["answerable"] and any(normalize(e) in said for e in expected)
 
 
+def _short_right(result: dict, expected: list[str]) -> bool:
+    """The short answer is the expected answer, give or take words around it."""
+    short = normalize((result["short_answer"] or {}).get("text") or "")
+    return bool(short) and any(normalize(e) in short or short in normalize(e) for e in expected)
+
+
 def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str | None = None,
                     threshold: float | None = None, readers: tuple[str, ...] = READERS,
                     reader_dir: Path | None = None) -> dict[str, dict]:
@@ -257,7 +263,7 @@ def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str |
     out = {}
     for name in readers:
         engine = Engine(index_dir, model, threshold, reader=name, reader_dir=reader_dir)
-        chains_right, by_kind, worse, failures = 0, {}, 0, []
+        chains_right, by_kind, worse, failures, shorts = 0, {}, 0, [], []
         for chain in chains:
             history: list[dict[str, str]] = []
             right = True
@@ -266,6 +272,8 @@ def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str |
                 ok = _turn_right(result, turn["expected"])
                 kind = turn.get("kind", "turn")
                 by_kind.setdefault(kind, []).append(ok)
+                if i and turn["expected"]:
+                    shorts.append(_short_right(result, turn["expected"]))
                 if i and result["follow_up"] is None:
                     alone = engine.ask(turn["question"])
                     worse += _turn_right(alone, turn["expected"]) and not ok
@@ -282,6 +290,7 @@ def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str |
             "chains_right": round(chains_right / len(chains), 4) if chains else 0.0,
             "turns_right": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
             "standalone_made_worse": worse,
+            "later_short_answers_right": [sum(shorts), len(shorts)],
             "failures": failures,
         }
     return out

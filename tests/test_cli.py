@@ -108,3 +108,28 @@ def test_eval_json_reports_every_figure(tmp_path, capsys):
         assert figures["abstained_when_unanswerable"] == 1.0 and figures["citation_valid"] == 1.0
     assert results["span"]["short_answer_em"] == 1.0  # "1871", not the sentence around it
     assert results["sentence"]["short_answer_em"] == 0.0
+
+
+def test_eval_runs_a_conversation_set(tmp_path, capsys):
+    """`qa eval` on a set of chains: the share of chains right, and of later turns whose short
+    answer is the expected one (a follow-up's short answer is not what it refers to)."""
+    text = (ROOT / "seeds" / "000_fdd6fe5acc3e6b5b.txt").read_text(encoding="utf-8")
+    data = {"description": "two chains over the seed", "documents": [{"name": "seed.txt", "text": text}],
+            "chains": [
+                {"id": "a", "turns": [
+                    {"question": "Who headed the Russian side?", "expected": ["Darchiyev", "Darchiev"]},
+                    {"question": "And the American side?", "expected": ["Sonata Coulter"]}]},
+                {"id": "b", "turns": [
+                    {"question": "Who did Donald Trump have a call with?", "expected": ["Vladimir Putin"]},
+                    {"question": "Who wrote Pride and Prejudice?", "expected": []}]}]}
+    path = tmp_path / "chains.json"
+    path.write_text(json.dumps(data))
+    assert main(["eval", str(path), "--reader", "span", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["span"]
+    assert figures["chains"] == 2 and figures["chains_right"] == 1.0
+    assert figures["later_short_answers_right"] == [1, 1]  # "Sonata Coulter", not Darchiyev again
+    assert figures["standalone_made_worse"] == 0 and figures["failures"] == []
+    assert main(["eval", str(path), "--reader", "span"]) == 0
+    out = capsys.readouterr().out
+    assert "span reader: 1.000 of 2 chains right" in out
+    assert "short answer right, turns after the first: 1 of 1" in out
