@@ -206,12 +206,10 @@ class SpanReader:
         windows = self.windows(data, cands)
         with self._lock:
             question = clip_question(self.tokenizer, query)
-        pairs = [(question, w) for w, _ in windows]
-        if last:  # the last question over its own answer, alongside
-            with self._lock:
-                pairs.append((clip_question(self.tokenizer, last[0]), _whole(last[1])))
-        runs = self._run(pairs)
-        banned = self._referent(runs[len(windows):], _whole(last[1])) if last else ""
+            # A follow-up: the last question over its own answer, read alongside the windows.
+            referent = (clip_question(self.tokenizer, last[0]), _whole(last[1])) if last else None
+        runs = self._run([(question, w) for w, _ in windows] + ([referent] if referent else []))
+        banned = self._referent(runs[len(windows):], referent[1]) if referent else ""
         reads = self._read(runs[:len(windows)], windows, banned)
         # The best candidate's window, when it is clearly right, is the answer: the others
         # could not beat it by much.
