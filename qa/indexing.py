@@ -157,7 +157,13 @@ def build_index(
             written = (write_segments or write_locally)(todo, index_dir, embedder, settings, skip, tracker,
                                                         progress, sum(map(_live_chunks, kept)))
             for w in written:
-                store.verify_segment(index_dir, w.entry)
+                try:
+                    store.verify_segment(index_dir, w.entry)
+                except IndexInvalid as exc:  # the published index is fine: say so, not "rebuild it"
+                    damage = str(exc).split(";")[0]
+                    raise IndexInvalid(f"a segment this build wrote did not check out ({damage}); "
+                                       "nothing was published and the index is as it was: run the build "
+                                       "again") from None
                 live.update(w.documents)
             new = {source for w in written for source in w.documents}
             result.added = len(new - set(old_docs))

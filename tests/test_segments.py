@@ -19,7 +19,8 @@ import pytest
 
 from qa import store
 from qa.engine import Engine
-from qa.indexing import MERGE_FACTOR, build_index
+from qa.errors import IndexInvalid
+from qa.indexing import MERGE_FACTOR, build_index, write_locally
 from qa.lexical import Lexical, Postings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,3 +172,28 @@ def test_sigkill_during_a_merge_loses_nothing(corpus, tmp_path, embedder):
     assert {p.name for p in index.iterdir() if p.name.startswith("seg-")} == referenced  # nothing left over
     print(f"\nsegments after each kill: {outcomes}")
     assert outcomes == [4, 4]
+
+
+def test_a_segment_damaged_before_publishing_is_refused_and_the_index_stays(corpus, tmp_path, embedder):
+    """A worker's segment is checked against its checksums before the manifest names it (here a
+    file changed on shared storage between write and check): one clear line, nothing published,
+    nothing left behind."""
+    index = tmp_path / "index"
+    build_index([corpus], index, embedder, report=lambda _: None, progress=False)
+    before = answers(index)
+    published = (index / "current").resolve()
+    (corpus / "new.txt").write_text("The ferry to Varnholm leaves at seven.\n", encoding="utf-8")
+
+    def damaged(*args):
+        written = write_locally(*args)
+        with open(args[1] / written[0].entry["name"] / "documents.jsonl", "a", encoding="utf-8") as fh:
+            fh.write("garbage\n")
+        return written
+
+    with pytest.raises(IndexInvalid, match="a segment this build wrote did not check out") as caught:
+        build_index([corpus], index, embedder, report=lambda _: None, progress=False, write_segments=damaged)
+    assert "run the build again" in str(caught.value) and "--rebuild" not in str(caught.value)
+    assert (index / "current").resolve() == published
+    named = {e["name"] for e in store.read_manifest(index)["segments"]}
+    assert {p.name for p in index.glob("seg-*")} == named
+    assert answers(index) == before
