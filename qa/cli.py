@@ -254,7 +254,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
 
     settings = Settings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.seed, held_out_articles=args.held_out_articles,
-                        limit_questions=args.limit_questions)
+                        limit_questions=args.limit_questions, precision=args.precision)
     train(Path(args.dataset), Path(args.out), settings, base=args.model)
     return 0
 
@@ -353,6 +353,9 @@ def parser() -> argparse.ArgumentParser:
                    help="whole articles kept apart for validation and calibration")
     p.add_argument("--limit-questions", type=_bounded(int, 1, 10**7), default=None,
                    help="train on the first N questions only (a quick check)")
+    p.add_argument("--precision", choices=["bf16", "fp32"], default=Settings.precision,
+                   help="bf16: mixed precision, weights kept in fp32 (default; 1.4x faster on a CPU "
+                        "with AVX512-BF16 or a recent GPU); fp32: full precision everywhere")
     p.add_argument("--model", default=None, help="encoder to start from (default: all-MiniLM-L6-v2)")
     p.set_defaults(func=cmd_train_reader)
 

@@ -52,7 +52,7 @@ LOG = "train.log"
 
 @dataclass
 class Settings:
-    epochs: float = 0.5
+    epochs: float = 0.8
     batch_size: int = 32
     learning_rate: float = 1e-4
     warmup: float = 0.06
@@ -61,6 +61,14 @@ class Settings:
     limit_questions: int | None = None  # train on the first N questions only (smoke runs)
     eval_every: int = 250
     checkpoint_every: int = 200
+    precision: str = "bf16"  # bf16 autocast (weights stay fp32): 1.4x faster on a CPU with AVX512-BF16
+
+
+def autocast(device, precision: str):
+    """The context a forward pass runs in: bf16 autocast, or plain fp32."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def build_model(base: str):
@@ -234,7 +242,7 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
     monitor = val[:600]
     say(f"{len(examples)} training examples ({sum(e.answer is None for e in examples)} without an answer), "
         f"{len(plan)} steps of {settings.batch_size}; {len(val)} validation examples from "
-        f"{len(val_articles)} held-out articles; on {device}")
+        f"{len(val_articles)} held-out articles; on {device}, {settings.precision}")
 
     model = build_model(base).to(device)
     # The word-piece table (half the weights) stays as pre-trained: a dense update of it
@@ -249,7 +257,8 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
     checkpoint = out / CHECKPOINT
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["plan_steps"] != len(plan) or state["seed"] != settings.seed:
+        if (state["plan_steps"] != len(plan) or state["seed"] != settings.seed
+                or state.get("precision", "fp32") != settings.precision):
             raise QAError(f"{checkpoint} is from another run (other data or settings); "
                           "use another --out or delete it")
         model.load_state_dict(state["model"])
@@ -262,13 +271,15 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
     def save() -> None:
         _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-               "step": step, "plan_steps": len(plan), "seed": settings.seed}, checkpoint)
+               "step": step, "plan_steps": len(plan), "seed": settings.seed,
+               "precision": settings.precision}, checkpoint)
 
     model.train()
     started = time.time()
     with tqdm(total=len(plan), initial=step, desc="training", unit="step", file=sys.stderr) as bar:
         while step < len(plan):
-            loss = loss_of(model, tokenizer, [examples[i] for i in plan[step]], device)
+            with autocast(device, settings.precision):
+                loss = loss_of(model, tokenizer, [examples[i] for i in plan[step]], device)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, 1.0)
@@ -317,7 +328,7 @@ def export(model, tokenizer, base: str, val_articles: list[Article], val: list[E
         "calibration": calibration,
         "trained": {"base": "sentence-transformers/all-MiniLM-L6-v2", "seed": settings.seed,
                     "epochs": settings.epochs, "batch_size": settings.batch_size,
-                    "learning_rate": settings.learning_rate,
+                    "learning_rate": settings.learning_rate, "precision": settings.precision,
                     "held_out_articles": [a.title for a in val_articles]},
         "validation_windows": scores,
         "validation_paragraphs": paragraph,
