@@ -105,9 +105,13 @@ class SentenceReader:
     name = "sentence"
     default_threshold = DEFAULT_THRESHOLD
 
+    def referent(self, question: str, answer: str) -> str:
+        """No short answers here, so nothing a follow-up can be read against."""
+        return ""
+
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), last: tuple[str, str] = ()) -> Reading:
-        reading = read(data, passages, threshold)  # no short answers: ``last`` has no use here
+             avoid: tuple[str, ...] = (), banned: str = "") -> Reading:
+        reading = read(data, passages, threshold)  # no short answers: ``banned`` has no use here
         if reading.answer is None or not repeats(data, reading.answer, avoid):
             return reading
         other = read(data, passages, threshold, lambda s: not repeats(data, s, avoid))

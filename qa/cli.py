@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import store
 from .answer import DEFAULT_THRESHOLD
+from .conversation import exchange
 from .errors import QAError
 from .readers import READERS
 from .span_reader import DEFAULT_THRESHOLD as SPAN_THRESHOLD
@@ -170,7 +171,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    history: list[dict[str, str]] = []
+    history: list[dict] = []
     _say("Ask a question about your documents (empty line or Ctrl-D to quit, /reset to start over).")
     while True:
         try:
@@ -190,8 +191,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             continue
         print(format_answer(add_lines(result, engine), sys.stdout.isatty()))
         print()
-        history += [{"role": "user", "content": question},
-                    {"role": "assistant", "content": result["answer"]}]
+        history += exchange(question, result)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

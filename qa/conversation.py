@@ -14,7 +14,12 @@ rules that can be shown to the user (``Rewrite.why``):
   and answer are added as context.
 A follow-up never repeats the last answer's quote when another one answers
 (``Rewrite.avoid``), and its short answer is never what it refers to, the last
-answer's own short answer (``Rewrite.last``); the reader decides both.
+answer's own short answer (``Rewrite.last``); the reader decides both. Where that
+short answer is what a word points at, the reader reads it in the word's place
+(``Rewrite.resolved``): "he" or "her" after a "who" question ("What did he hail?" is
+read "What did Vladimir Putin hail?"), "there" after a "where" question, and a bare
+question word after a "who did it" question ("When?" after "Who led the Normans of
+Edessa?" is read "When? Robert Crispin led the Normans of Edessa.").
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, replace
 
 MAX_TURNS = 20
 MAX_CHARS = 2000
+_TURN_KEYS = {"role", "content", "short_answer"}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*[A-Za-z]|[A-Za-z]")
 _QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "which", "how"}
 # Words that carry no subject of their own: with only these, a question leans on the last one.
@@ -47,6 +53,11 @@ _PREPOSITIONS = {"by", "in", "on", "at", "from", "with", "for", "since", "until"
                  "during", "to", "through", "under", "into", "than"}
 _VERBS = _BE | {"did", "does", "do", "can", "could", "will", "would", "has", "have", "had", "should"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "our", "this", "that", "these", "those"}
+# Words for a person that a "who" question's answer can stand in for; the value is what
+# follows the name ("his title" -> "Sonata Coulter's title").
+_PERSON = {"he": "", "she": "", "him": "", "his": "'s", "hers": "'s", "her": ""}
+_AUXILIARIES = _VERBS - _BE
+MAX_REFERENT_WORDS = 8  # a longer short answer is a description, not a name to put in a question
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,26 @@ class Rewrite:
     read: str = ""  # what the reader reads in the windows found; empty: the query
     alone: str = ""  # the question as it would stand on its own, where a rule rewrote it so
     last: tuple[str, str] = ()  # for a follow-up: the last question and answer it builds on
+    referent: str = ""  # for a follow-up: the last short answer, where the history gives it
+    asked: str = ""  # the question as the user asked it
 
     @property
     def reader_question(self) -> str:
         return self.read or self.query
+
+    def resolved(self, referent: str) -> Rewrite:
+        """This follow-up with ``referent`` (the last answer's short answer) read in place of
+        the words that point at it; itself when no word does (see the module)."""
+        if not self.last or not referent.strip() or len(referent.split()) > MAX_REFERENT_WORDS:
+            return self
+        read = _resolve(self.asked, self.last[0], referent.strip())
+        if read is None:
+            return self
+        # Retrieval searches the question as read, still with the last exchange beside it.
+        query = self.query.replace(self.asked, read, 1)
+        if _refers_back(read.replace(referent.strip(), "")):  # another word still points back
+            read = f"{read} {self.last[0]}"
+        return replace(self, query=query, read=read, why=f"{self.why}; read as {read!r}")
 
 
 class HistoryError(ValueError):
@@ -70,7 +97,10 @@ class HistoryError(ValueError):
 
 
 def validate_history(history: object) -> list[dict[str, str]]:
-    """Check the shape of the history the caller sent; raise HistoryError with the reason."""
+    """Check the shape of the history the caller sent; raise HistoryError with the reason.
+
+    An assistant turn may carry the ``short_answer`` it gave (a string or null), so that a
+    follow-up refers to exactly what the user was shown."""
     if history is None:
         return []
     if not isinstance(history, list):
@@ -79,17 +109,30 @@ def validate_history(history: object) -> list[dict[str, str]]:
         raise HistoryError(f"history has {len(history)} turns; at most {MAX_TURNS} are accepted")
     turns = []
     for i, turn in enumerate(history):
-        if not isinstance(turn, dict) or set(turn) != {"role", "content"}:
-            raise HistoryError(f"history[{i}] must be an object with exactly 'role' and 'content'")
-        role, content = turn["role"], turn["content"]
+        if not isinstance(turn, dict) or not {"role", "content"} <= set(turn) <= _TURN_KEYS:
+            raise HistoryError(f"history[{i}] must be an object with 'role' and 'content' "
+                               "(and, for an assistant turn, 'short_answer')")
+        role, content, short = turn["role"], turn["content"], turn.get("short_answer")
         if role not in ("user", "assistant"):
             raise HistoryError(f"history[{i}].role must be 'user' or 'assistant'")
         if not isinstance(content, str):
             raise HistoryError(f"history[{i}].content must be a string")
         if len(content) > MAX_CHARS * 4:
             raise HistoryError(f"history[{i}].content is too long")
-        turns.append({"role": role, "content": content})
+        if "short_answer" in turn and role != "assistant":
+            raise HistoryError(f"history[{i}].short_answer belongs to an assistant turn")
+        if short is not None and (not isinstance(short, str) or len(short) > MAX_CHARS):
+            raise HistoryError(f"history[{i}].short_answer must be a string of at most {MAX_CHARS} "
+                               "characters, or null")
+        turns.append({"role": role, "content": content, "short_answer": short or ""})
     return turns
+
+
+def exchange(question: str, result: dict) -> list[dict[str, str | None]]:
+    """The two history turns one question and its answer JSON make, short answer included."""
+    short = result.get("short_answer") or {}
+    return [{"role": "user", "content": question},
+            {"role": "assistant", "content": result["answer"], "short_answer": short.get("text")}]
 
 
 def _words(text: str) -> list[str]:
@@ -172,6 +215,48 @@ def _continue(fragment: str, last_question: str) -> str:
     return f"{last_question} {fragment}"
 
 
+def _resolve(question: str, last_question: str, referent: str) -> str | None:
+    """``question`` with ``referent`` in place of what points at it, or None (see the module)."""
+    opening = _words(last_question)[:2]
+    if not opening:
+        return None
+    if opening[0] in ("who", "whom"):
+        tokens = question.split()
+        for i, token in enumerate(tokens):
+            word, tail = _split_word(token)
+            lower = word.lower()
+            if lower not in _PERSON:
+                continue
+            after = _words(tokens[i + 1]) if i + 1 < len(tokens) else []
+            possessive = _PERSON[lower] or (lower == "her" and not tail and after
+                                           and after[0] not in _PREPOSITIONS)
+            tokens[i] = referent + ("'s" if possessive else "") + tail
+            return " ".join(tokens)
+        words = _words(question)
+        subject = len(opening) > 1 and opening[0] == "who" and opening[1] not in _AUXILIARIES
+        if subject and words and all(w in _EMPTY for w in words):  # "When?" after "Who led ...?"
+            rest = last_question.strip().rstrip("?").split(maxsplit=1)
+            if len(rest) == 2:
+                return f"{question.strip()} {referent} {rest[1]}."
+    if opening[0] == "where":
+        tokens = question.split()
+        for i, token in enumerate(tokens):
+            word, tail = _split_word(token)
+            if word.lower() == "there":
+                before = tokens[i - 1].lower() if i else ""
+                tokens[i] = ("" if before in _PREPOSITIONS else "in ") + referent + tail
+                return " ".join(tokens)
+    return None
+
+
+def _split_word(token: str) -> tuple[str, str]:
+    """A token as its word and the punctuation after it: "him?" -> ("him", "?")."""
+    end = len(token)
+    while end and not token[end - 1].isalnum():
+        end -= 1
+    return token[:end], token[end:]
+
+
 def _asked(history: list[dict[str, str]]) -> str:
     """The last question as it stands alone: a continuation ("And the American side?") as
     it was rewritten ("Who headed the American side?"), any other question as asked."""
@@ -190,7 +275,9 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
     said = _follow_up(question, last_question, last_answer)
     if said.why is None:
         return said
-    return replace(said, last=(last_question, last_answer) if last_answer else ())
+    return replace(said, last=(last_question, last_answer) if last_answer else (), asked=question.strip(),
+                   referent=next((t.get("short_answer") or "" for t in reversed(history)
+                                     if t["role"] == "assistant"), ""))
 
 
 def _follow_up(question: str, last_question: str, last_answer: str) -> Rewrite:

@@ -110,12 +110,17 @@ class Engine:
         k = check_top_k(top_k)
         data = self.data
         said = rewrite(question, turns)
+        # A follow-up: what it refers to (the last short answer, as the history gives it or as
+        # the reader finds it again) stands in for the words that point at it, and is never
+        # its own short answer.
+        referent = said.referent or (self.reader.referent(*said.last) if said.last else "")
+        said = said.resolved(referent)
         query = said.query
         passages = self._retrieve(data, query, max(k, 5))
         reading = None
         if passages:
             reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid,
-                                       said.last)
+                                       referent)
         result = {
             "question": question,
             "query": query,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .conversation import exchange
 from .embedding import Embedder
 from .engine import Engine
 from .errors import QAError
@@ -265,7 +266,7 @@ def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str |
         engine = Engine(index_dir, model, threshold, reader=name, reader_dir=reader_dir)
         chains_right, by_kind, worse, failures, shorts = 0, {}, 0, [], []
         for chain in chains:
-            history: list[dict[str, str]] = []
+            history: list[dict] = []
             right = True
             for i, turn in enumerate(chain["turns"]):
                 result = engine.ask(turn["question"], history)
@@ -282,8 +283,7 @@ def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str |
                     said = (result["short_answer"] or {}).get("text") or result["answer"][:80]
                     failures.append(f"{chain.get('id', '?')} turn {i + 1} ({kind}): {turn['question']!r} -> "
                                     f"{said!r} (query {result['query'][:80]!r})")
-                history += [{"role": "user", "content": turn["question"]},
-                            {"role": "assistant", "content": result["answer"]}]
+                history += exchange(turn["question"], result)
             chains_right += right
         out[engine.reader.name] = {
             "chains": len(chains),

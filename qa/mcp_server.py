@@ -101,7 +101,12 @@ TOOLS = [
                     "description": f"earlier turns of this conversation, oldest first (at most {MAX_TURNS})",
                     "items": {"type": "object",
                               "properties": {"role": {"type": "string", "enum": ["user", "assistant"]},
-                                             "content": {"type": "string"}},
+                                             "content": {"type": "string"},
+                                             "short_answer": {
+                                                 "type": ["string", "null"],
+                                                 "description": "assistant turns: the short answer "
+                                                                "given (what 'he' or 'there' may "
+                                                                "point at)"}},
                               "required": ["role", "content"], "additionalProperties": False},
                 },
                 "top_k": _TOP_K,

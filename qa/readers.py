@@ -23,12 +23,17 @@ class Reader(Protocol):
     name: str
     default_threshold: float
 
+    def referent(self, question: str, answer: str) -> str:
+        """The short answer ``question`` got from ``answer``: what a follow-up refers to
+        ("" when this reader gives no short answers)."""
+        ...
+
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), last: tuple[str, str] = ()) -> Reading:
+             avoid: tuple[str, ...] = (), banned: str = "") -> Reading:
         """The answer in the passages, or an abstention below threshold; an answer quoted in
-        ``avoid`` (the last one, for a follow-up) only when nothing else answers. ``last``:
-        for a follow-up, the last question and its answer, whose short answer (what the
-        follow-up refers to) is not the follow-up's short answer."""
+        ``avoid`` (the last one, for a follow-up) only when nothing else answers. ``banned``:
+        for a follow-up, what it refers to (the last short answer), which is never its own
+        short answer."""
         ...
 
 

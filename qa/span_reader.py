@@ -193,24 +193,24 @@ class SpanReader:
                 first + (span.sentence if span else 0), first + (span.through if span else 0)))
         return reads
 
-    def _referent(self, runs: list[tuple[Batch, Future]], answer: Window) -> str:
-        """The short answer the last question got from its answer: what a follow-up refers to."""
-        read = self._read(runs, [(answer, 0)])[0]
-        return answer.text[read.short[0]:read.short[1]] if read.short else ""
+    def referent(self, question: str, answer: str) -> str:
+        """The short answer ``question`` gets from ``answer`` read whole: what a follow-up
+        refers to."""
+        whole = _whole(answer)
+        with self._lock:
+            question = clip_question(self.tokenizer, question)
+        read = self._read(self._run([(question, whole)]), [(whole, 0)])[0]
+        return answer[read.short[0]:read.short[1]] if read.short else ""
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), last: tuple[str, str] = ()) -> Reading:
+             avoid: tuple[str, ...] = (), banned: str = "") -> Reading:
         cands = score(data, candidates(passages))
         if not cands:
             return Reading(None, None, 0.0)
         windows = self.windows(data, cands)
         with self._lock:
             question = clip_question(self.tokenizer, query)
-            # A follow-up: the last question over its own answer, read alongside the windows.
-            referent = (clip_question(self.tokenizer, last[0]), _whole(last[1])) if last else None
-        runs = self._run([(question, w) for w, _ in windows] + ([referent] if referent else []))
-        banned = self._referent(runs[len(windows):], referent[1]) if referent else ""
-        reads = self._read(runs[:len(windows)], windows, banned)
+        reads = self._read(self._run([(question, w) for w, _ in windows]), windows, banned)
         # The best candidate's window, when it is clearly right, is the answer: the others
         # could not beat it by much.
         if reads[0].confidence >= SURE and not (avoid and repeats(data, reads[0].sentence, avoid)):

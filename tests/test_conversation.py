@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.conversation import rewrite
+from qa.conversation import exchange, rewrite
 
 
 def history(question: str, answer: str = "An earlier answer.") -> list[dict[str, str]]:
@@ -57,6 +57,57 @@ def test_questions_that_stand_alone_are_not_bent(question):
     assert said.query == question and said.why is None and said.avoid == ()
 
 
+@pytest.mark.parametrize(("last", "question", "referent", "read"), [
+    # "he", "she", "her" after a "who" question: its answer
+    ("Who did Donald Trump have a call with?", "What did he hail?", "Vladimir Putin",
+     "What did Vladimir Putin hail?"),
+    ("Who led the U.S. delegation?", "What is her title?", "Sonata Coulter",
+     "What is Sonata Coulter's title?"),
+    ("Who led the U.S. delegation?", "Who sat beside her?", "Sonata Coulter",
+     "Who sat beside Sonata Coulter?"),
+    # another word still points back: the last question stays beside the question read
+    ("Who ruled the duchy of Normandy?", "What did it become under him?", "Richard I",
+     "What did it become under Richard I? Who ruled the duchy of Normandy?"),
+    # "there" after a "where" question
+    ("Where did the officials negotiate in February?", "What was agreed there?", "Saudi Arabia",
+     "What was agreed in Saudi Arabia?"),
+    ("Where did the officials negotiate in February?", "Who flew in from there?", "Riyadh",
+     "Who flew in from Riyadh?"),
+    # a bare question word after "who did it": the last question told with its answer
+    ("Who led the Normans of Edessa against the Turks?", "When?", "Robert Crispin",
+     "When? Robert Crispin led the Normans of Edessa against the Turks."),
+])
+def test_the_last_short_answer_is_read_where_a_word_points_at_it(last, question, referent, read):
+    said = rewrite(question, history(last, f"A quote that names {referent}.")).resolved(referent)
+    assert said.reader_question == read
+    assert said.why.endswith(f"read as {read!r}")  # what was read is shown to the user
+    assert said.query.startswith(read.split("?")[0])  # and searched
+    assert f"A quote that names {referent}." in said.query
+
+
+@pytest.mark.parametrize(("last", "question", "referent"), [
+    ("What did Russia offer the United States?", "Why did he offer it?", "direct air links"),  # not "who"
+    ("Who did Trump call?", "When?", "Putin"),  # the answer is not the subject of the last question
+    ("When did Russia send troops into Ukraine?", "Who was there?", "Feb. 24, 2022"),  # not "where"
+    ("Who led the U.S. delegation?", "What did he say?", "a long description that cannot stand in "
+                                                         "for a name in any question"),
+    ("Who led the U.S. delegation?", "What did he say?", ""),
+])
+def test_nothing_is_read_in_where_no_rule_applies(last, question, referent):
+    said = rewrite(question, history(last))
+    assert said.resolved(referent) == said
+
+
+def test_the_history_gives_the_short_answer_a_follow_up_refers_to():
+    result = {"answer": "Sonata Coulter, who led the U.S. delegation, and Alexander Darchiyev met.",
+              "short_answer": {"text": "Sonata Coulter", "source": "s", "start": 0, "end": 14}}
+    turns = exchange("Who led the U.S. delegation?", result)
+    assert turns[1]["short_answer"] == "Sonata Coulter"
+    said = rewrite("What is her title?", turns)
+    assert said.referent == "Sonata Coulter"
+    assert exchange("Why?", {"answer": "", "short_answer": None})[1]["short_answer"] is None
+
+
 def test_no_history_no_rewrite():
     assert rewrite("When?", []).query == "When?"
 
@@ -73,7 +124,7 @@ def check(result: dict, text: str) -> None:
 
 def ask_after(engine, first: str, question: str) -> tuple[dict, dict]:
     before = engine.ask(first)
-    return before, engine.ask(question, history(first, before["answer"]))
+    return before, engine.ask(question, exchange(first, before))
 
 
 def test_elliptical_follow_up_over_the_seeds(engine, seed_text):
@@ -129,3 +180,26 @@ def test_a_follow_up_builds_on_the_last_question_as_it_was_rewritten():
     assert rewrite("What else?", history).query == "Who headed the American side?"
     assert rewrite("And the Georgian side?", history).query == "Who headed the Georgian side?"
     assert rewrite("What is her title?", history).read == "What is her title? Who headed the American side?"
+
+
+def test_a_pronoun_is_read_as_the_person_the_user_was_shown(engine, seed_text):
+    history = []
+    for question in ("Who headed the Russian side?", "And the American side?"):
+        result = engine.ask(question, history)
+        history += exchange(question, result)
+    assert history[-1]["short_answer"] == "Sonata Coulter"
+    after = engine.ask("What is her title?", history)
+    assert after["follow_up"].endswith("read as \"What is Sonata Coulter's title?\"")
+    assert after["query"].startswith("What is Sonata Coulter's title?")
+    assert "deputy assistant secretary of state" in after["short_answer"]["text"]
+    check(after, seed_text)
+
+
+def test_without_the_short_answer_in_the_history_the_reader_finds_it_again(engine, seed_text):
+    first = "Where did senior Russian and U.S. officials negotiate earlier in February?"
+    before = engine.ask(first)
+    assert before["short_answer"]["text"] == "Saudi Arabia"
+    after = engine.ask("What did they agree there?", history(first, before["answer"]))  # no short_answer
+    assert "read as 'What did they agree in Saudi Arabia?" in after["follow_up"]
+    assert "ending the fighting" in after["answer"]
+    check(after, seed_text)

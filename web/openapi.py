@@ -50,7 +50,11 @@ SCHEMAS: dict[str, dict] = {
     "Turn": _obj({
         "role": {"type": "string", "enum": ["user", "assistant"]},
         "content": {"type": "string", "maxLength": MAX_CHARS * 4},
-    }),
+        "short_answer": {"type": "string", "maxLength": MAX_CHARS, "nullable": True,
+                         "description": "assistant turns only: the short answer given, which a "
+                                        "follow-up's pronoun or 'there' may point at (absent: the "
+                                        "reader finds it again in content)"},
+    }, required=["role", "content"]),
     "Citation": _obj({
         "n": {"type": "integer", "minimum": 1, "description": "marker number, [n] in the answer"},
         "source": {"type": "string", "description": "indexed document the quote is from"},

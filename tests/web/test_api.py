@@ -64,6 +64,9 @@ def test_request_examples_match_the_request_schema(spec):
     check_schema(spec, "AskRequest", {"question": "q"})
     check_schema(spec, "AskRequest", {"question": "q", "top_k": 3, "history": [
         {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})
+    check_schema(spec, "AskRequest", {"question": "q", "history": [
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "short_answer": "c"},
+        {"role": "user", "content": "d"}, {"role": "assistant", "content": "e", "short_answer": None}]})
     with pytest.raises(Exception, match="Additional properties"):
         check_schema(spec, "AskRequest", {"question": "q", "extra": 1})
 
@@ -179,6 +182,8 @@ BAD_ASKS = [
     pytest.param({"question": "Who?", "history": [{"role": "user", "content": "x", "x": 1}]},
                  "invalid_request", id="history-extra-key"),
     pytest.param({"question": "Who?", "history": ["x"]}, "invalid_request", id="history-turn-not-object"),
+    pytest.param({"question": "Who?", "history": [{"role": "assistant", "content": "x", "short_answer": 1}]},
+                 "invalid_request", id="history-short-answer-not-string"),
     pytest.param({"question": "Who?", "top_k": 0}, "invalid_request", id="top-k-zero"),
     pytest.param({"question": "Who?", "top_k": 21}, "invalid_request", id="top-k-too-big"),
     pytest.param({"question": "Who?", "top_k": "5"}, "invalid_request", id="top-k-string"),

@@ -125,7 +125,8 @@ def test_conversation_on_a_laptop(browser, server, seed_text):
     follow = ask(page, "What is her title?")
     expect(follow.locator(".answer-text")).to_contain_text("deputy assistant secretary")
     assert watch.asks[-1]["history"] == [{"role": "user", "content": DELEGATION},
-                                         {"role": "assistant", "content": first["answer"]}]
+                                         {"role": "assistant", "content": first["answer"],
+                                          "short_answer": first["short_answer"]["text"]}]
 
     off = ask(page, EVEREST)
     expect(off.locator(".abstain-text")).to_have_text("The sources don't say.")

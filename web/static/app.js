@@ -195,7 +195,12 @@
       if (mine !== conversation) return;
       reply.replaceChildren(renderAnswer(result));
       history = history
-        .concat([{ role: "user", content: question }, { role: "assistant", content: result.answer }])
+        .concat([
+          { role: "user", content: question },
+          // The short answer shown is what a follow-up's "he" or "there" points at.
+          { role: "assistant", content: result.answer,
+            short_answer: result.short_answer ? result.short_answer.text : null },
+        ])
         .slice(-MAX_HISTORY);
     } catch (err) {
       if (mine !== conversation || err.name === "AbortError") return;
