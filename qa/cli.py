@@ -317,7 +317,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the answer JSON")
     p.add_argument("--history", metavar="FILE",
                    help='earlier turns, a JSON list of {"role": "user"|"assistant", "content": str} '
-                        "(- reads standard input); the JSON shows the query actually used")
+                        '(an assistant turn may add "short_answer": str); - reads standard input; '
+                        "the JSON shows the query actually used")
     common(p)
     reader(p)
     p.set_defaults(func=cmd_ask)

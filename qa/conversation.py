@@ -53,9 +53,10 @@ _PREPOSITIONS = {"by", "in", "on", "at", "from", "with", "for", "since", "until"
                  "during", "to", "through", "under", "into", "than"}
 _VERBS = _BE | {"did", "does", "do", "can", "could", "will", "would", "has", "have", "had", "should"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "our", "this", "that", "these", "those"}
-# Words for a person that a "who" question's answer can stand in for; the value is what
-# follows the name ("his title" -> "Sonata Coulter's title").
-_PERSON = {"he": "", "she": "", "him": "", "his": "'s", "hers": "'s", "her": ""}
+# The words the last question's answer can stand in for, by the last question's first word,
+# and how it takes their place ("his title" -> "Sonata Coulter's title").
+_PERSON = {"he": "{}", "she": "{}", "him": "{}", "his": "{}'s", "hers": "{}'s", "her": "{}"}
+_STANDS_FOR = {"who": _PERSON, "whom": _PERSON, "where": {"there": "in {}"}}
 _AUXILIARIES = _VERBS - _BE
 MAX_REFERENT_WORDS = 8  # a longer short answer is a description, not a name to put in a question
 
@@ -220,32 +221,27 @@ def _resolve(question: str, last_question: str, referent: str) -> str | None:
     opening = _words(last_question)[:2]
     if not opening:
         return None
-    if opening[0] in ("who", "whom"):
-        tokens = question.split()
-        for i, token in enumerate(tokens):
-            word, tail = _split_word(token)
-            lower = word.lower()
-            if lower not in _PERSON:
-                continue
-            after = _words(tokens[i + 1]) if i + 1 < len(tokens) else []
-            possessive = _PERSON[lower] or (lower == "her" and not tail and after
-                                           and after[0] not in _PREPOSITIONS)
-            tokens[i] = referent + ("'s" if possessive else "") + tail
-            return " ".join(tokens)
-        words = _words(question)
-        subject = len(opening) > 1 and opening[0] == "who" and opening[1] not in _AUXILIARIES
-        if subject and words and all(w in _EMPTY for w in words):  # "When?" after "Who led ...?"
-            rest = last_question.strip().rstrip("?").split(maxsplit=1)
-            if len(rest) == 2:
-                return f"{question.strip()} {referent} {rest[1]}."
-    if opening[0] == "where":
-        tokens = question.split()
-        for i, token in enumerate(tokens):
-            word, tail = _split_word(token)
-            if word.lower() == "there":
-                before = tokens[i - 1].lower() if i else ""
-                tokens[i] = ("" if before in _PREPOSITIONS else "in ") + referent + tail
-                return " ".join(tokens)
+    stands_for = _STANDS_FOR.get(opening[0], {})
+    tokens = question.split()
+    for i, token in enumerate(tokens):
+        word, tail = _split_word(token)
+        form = stands_for.get(word.lower())
+        if form is None:
+            continue
+        before = tokens[i - 1].lower() if i else ""
+        after = _words(tokens[i + 1]) if i + 1 < len(tokens) else []
+        if word.lower() == "her" and not tail and after and after[0] not in _PREPOSITIONS:
+            form = "{}'s"  # "her title"
+        if form.startswith("in ") and before in _PREPOSITIONS:
+            form = "{}"  # "from there"
+        tokens[i] = form.format(referent) + tail
+        return " ".join(tokens)
+    words = _words(question)
+    subject = len(opening) > 1 and opening[0] == "who" and opening[1] not in _AUXILIARIES
+    if subject and words and all(w in _EMPTY for w in words):  # "When?" after "Who led ...?"
+        rest = last_question.strip().rstrip("?").split(maxsplit=1)
+        if len(rest) == 2:
+            return f"{question.strip()} {referent} {rest[1]}."
     return None
 
 

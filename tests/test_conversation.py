@@ -89,6 +89,9 @@ def test_the_last_short_answer_is_read_where_a_word_points_at_it(last, question,
     ("What did Russia offer the United States?", "Why did he offer it?", "direct air links"),  # not "who"
     ("Who did Trump call?", "When?", "Putin"),  # the answer is not the subject of the last question
     ("When did Russia send troops into Ukraine?", "Who was there?", "Feb. 24, 2022"),  # not "where"
+    # "it" after a "what" question: read "What is Los Angeles's population?", the model
+    # answered worse than with "its" and the last question beside it (eval/conversations.json)
+    ("What is the most populous city in California?", "What is its population?", "Los Angeles"),
     ("Who led the U.S. delegation?", "What did he say?", "a long description that cannot stand in "
                                                          "for a name in any question"),
     ("Who led the U.S. delegation?", "What did he say?", ""),
