@@ -101,7 +101,7 @@ def validate_history(history: object) -> list[dict[str, str]]:
     """Check the shape of the history the caller sent; raise HistoryError with the reason.
 
     An assistant turn may carry the ``short_answer`` it gave (a string or null), so that a
-    follow-up refers to exactly what the user was shown."""
+    follow-up refers to exactly what the user was shown; on a user turn it has no use."""
     if history is None:
         return []
     if not isinstance(history, list):
@@ -112,7 +112,7 @@ def validate_history(history: object) -> list[dict[str, str]]:
     for i, turn in enumerate(history):
         if not isinstance(turn, dict) or not {"role", "content"} <= set(turn) <= _TURN_KEYS:
             raise HistoryError(f"history[{i}] must be an object with 'role' and 'content' "
-                               "(and, for an assistant turn, 'short_answer')")
+                               "(and optionally 'short_answer')")
         role, content, short = turn["role"], turn["content"], turn.get("short_answer")
         if role not in ("user", "assistant"):
             raise HistoryError(f"history[{i}].role must be 'user' or 'assistant'")
@@ -120,8 +120,6 @@ def validate_history(history: object) -> list[dict[str, str]]:
             raise HistoryError(f"history[{i}].content must be a string")
         if len(content) > MAX_CHARS * 4:
             raise HistoryError(f"history[{i}].content is too long")
-        if "short_answer" in turn and role != "assistant":
-            raise HistoryError(f"history[{i}].short_answer belongs to an assistant turn")
         if short is not None and (not isinstance(short, str) or len(short) > MAX_CHARS):
             raise HistoryError(f"history[{i}].short_answer must be a string of at most {MAX_CHARS} "
                                "characters, or null")

@@ -142,9 +142,9 @@ def test_elliptical_follow_up_over_the_seeds(engine, seed_text):
 
 def test_a_follow_up_short_answer_is_not_what_it_refers_to(engine, seed_text):
     before, after = ask_after(engine, "Who did Donald Trump have a call with?", "What did he hail?")
-    assert before["short_answer"]["text"] == "Vladimir Putin"
-    assert after["follow_up"] and "he" in after["follow_up"]
-    assert "Putin" not in after["short_answer"]["text"]
+    assert before["short_answer"]["text"].endswith("Vladimir Putin")
+    assert after["follow_up"].endswith(f"read as 'What did {before['short_answer']['text']} hail?'")
+    assert "Putin" not in (after["short_answer"] or {}).get("text", "")  # answered or not
     check(after, seed_text)
 
 
@@ -199,10 +199,10 @@ def test_a_pronoun_is_read_as_the_person_the_user_was_shown(engine, seed_text):
 
 
 def test_without_the_short_answer_in_the_history_the_reader_finds_it_again(engine, seed_text):
-    first = "Where did senior Russian and U.S. officials negotiate earlier in February?"
+    first = "Who headed the Russian side?"
     before = engine.ask(first)
-    assert before["short_answer"]["text"] == "Saudi Arabia"
-    after = engine.ask("What did they agree there?", history(first, before["answer"]))  # no short_answer
-    assert "read as 'What did they agree in Saudi Arabia?" in after["follow_up"]
-    assert "ending the fighting" in after["answer"]
+    assert before["short_answer"]["text"] == "Alexander Darchiyev"
+    after = engine.ask("What is his title?", history(first, before["answer"]))  # no short_answer
+    assert after["follow_up"].endswith("read as \"What is Alexander Darchiyev's title?\"")
+    assert "North America department" in after["short_answer"]["text"]
     check(after, seed_text)

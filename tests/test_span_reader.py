@@ -46,7 +46,7 @@ MODEL_ERROR = pytest.mark.xfail(strict=True, reason="known error of the shipped 
     pytest.param("Where were the consultations held?", "Istanbul", marks=MODEL_ERROR),
     ("Who heads the North America department of the Russian Foreign Ministry?", "Alexander Darchiyev"),
     ("When did Russia send troops into Ukraine?", "Feb. 24, 2022"),
-    ("Who did Donald Trump have a call with?", "Vladimir Putin"),
+    ("Who did Donald Trump have a call with?", "Russian President Vladimir Putin"),
     ("What did Putin say the first contacts with the new U.S. administration encourage?", "certain hopes"),
 ])
 def test_short_answers_over_the_seeds(engine, seed_text, question, expected):

@@ -51,7 +51,7 @@ SCHEMAS: dict[str, dict] = {
         "role": {"type": "string", "enum": ["user", "assistant"]},
         "content": {"type": "string", "maxLength": MAX_CHARS * 4},
         "short_answer": {"type": "string", "maxLength": MAX_CHARS, "nullable": True,
-                         "description": "assistant turns only: the short answer given, which a "
+                         "description": "assistant turns: the short answer given, which a "
                                         "follow-up's pronoun or 'there' may point at (absent: the "
                                         "reader finds it again in content)"},
     }, required=["role", "content"]),
