@@ -355,7 +355,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-questions", type=_bounded(int, 1, 10**7), default=None,
                    help="train on the first N questions only (a quick check)")
     p.add_argument("--precision", choices=["bf16", "fp32"], default=Settings.precision,
-                   help="bf16: mixed precision, weights kept in fp32 (default; 1.4x faster on a CPU "
+                   help="bf16: mixed precision, weights kept in fp32 (default; 1.5x faster on a CPU "
                         "with AVX512-BF16 or a recent GPU); fp32: full precision everywhere")
     p.add_argument("--model", default=None, help="encoder to start from (default: all-MiniLM-L6-v2)")
     p.set_defaults(func=cmd_train_reader)
