@@ -165,8 +165,11 @@ def serve(args: argparse.Namespace, config: Settings | None = None) -> int:
         # Never load in a signal handler: hand it to the watcher's background thread.
         threading.Thread(target=watcher.request, args=("SIGHUP",), daemon=True).start()
 
+    # Ctrl-C stops the server even where the parent left SIGINT ignored (a background job of a
+    # script, or a test runner), which would otherwise be inherited and keep Python's handler off.
     previous = {sig: signal.signal(sig, handler) for sig, handler in
-                ((signal.SIGTERM, _stop), (signal.SIGHUP, _hangup))}
+                ((signal.SIGTERM, _stop), (signal.SIGHUP, _hangup),
+                 (signal.SIGINT, signal.default_int_handler))}
     try:
         for host, port in listening(server):
             print(f"Serving on {url(host, port)}", flush=True)

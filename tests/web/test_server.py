@@ -147,6 +147,19 @@ def test_loopback_scripts_are_not_rate_limited_by_default(seed_index, tmp_path):
     assert statuses == [200] * 300
 
 
+def test_ctrl_c_stops_a_server_that_inherited_sigint_ignored(seed_index, tmp_path):
+    """A background job of a script (or a child of a test runner) starts with SIGINT ignored;
+    without its own handler Python would keep ignoring it, and Ctrl-C would not stop it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        srv = start_server(seed_index, tmp_path / "server.log", threads=2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert srv.get("/api/health")[0] == 200
+    assert srv.stop(signal.SIGINT, timeout=20) == 0
+    assert "stopped" in srv.log.read_text(errors="replace")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stops_cleanly(seed_index, tmp_path, sig):
     srv = start_server(seed_index, tmp_path / "server.log", threads=2)
