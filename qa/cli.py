@@ -254,7 +254,8 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
 
     settings = Settings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.seed, held_out_articles=args.held_out_articles,
-                        limit_questions=args.limit_questions, precision=args.precision)
+                        limit_questions=args.limit_questions, precision=args.precision,
+                        trap_epochs=args.trap_epochs)
     train(Path(args.dataset), Path(args.out), settings, base=args.model)
     return 0
 
@@ -347,6 +348,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for checkpoints, the log and the exported reader")
     p.add_argument("--epochs", type=_bounded(float, 0.0001, 100.0), default=Settings.epochs,
                    help=f"passes over the training examples (default {Settings.epochs})")
+    p.add_argument("--trap-epochs", type=_bounded(float, 0.0, 100.0), default=Settings.trap_epochs,
+                   help="then passes over examples that add reworded questions the window no longer "
+                        f"answers, at a low rate (default {Settings.trap_epochs}; 0: none)")
     p.add_argument("--batch-size", type=_bounded(int, 1, 1024), default=Settings.batch_size)
     p.add_argument("--learning-rate", type=_bounded(float, 1e-7, 1.0), default=Settings.learning_rate)
     p.add_argument("--seed", type=int, default=Settings.seed)

@@ -1,12 +1,16 @@
 """Training examples for the span reader, built from a SQuAD 1.1 file.
 
 SQuAD 1.1 has only answerable questions, so the no-answer side is made from
-the same articles, the three ways SQuAD 2.0's unanswerable questions arise:
+the same articles, the ways SQuAD 2.0's unanswerable questions arise:
 - a window of the article that does not hold the answer;
 - the window the lexical side of our retriever would rank highest (the most
   question-word weight, by IDF) among those that do not hold it;
 - the question with a name or number swapped for another one from the same
-  article, against the window that answered the original.
+  article, against the window that answered the original;
+- the question negated ("Who was ..." -> "Who wasn't ...") or with a word turned
+  into its opposite ("first" -> "last"), against the window that answered the
+  original: SQuAD 2.0's negation and antonym questions, with entity swaps half of
+  its unanswerable ones (Rajpurkar et al., 2018).
 Windows are the reader's own (``reader_windows``): whole sentences, cut by the
 same segmenter the index uses.
 """
@@ -29,6 +33,7 @@ from .store import tokenize
 
 HARD_NEGATIVES = 0.35  # share of questions that also get a retriever-style negative window
 SWAPPED = 0.2  # share that also get a swapped-entity question
+REWORDED = 0.5  # share that also get their negated and antonym questions (second phase)
 _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 _NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:of\s+|the\s+)?[A-Z][a-z]+)*\b")
 
@@ -177,10 +182,58 @@ def swapped(q: Question, window: Window, article_entities: list[str],
     return Example(q.text.replace(old, new, 1), window, None, q.answers)
 
 
+# "Who was ..." -> "Who wasn't ...": the auxiliary among the first words, negated.
+_NEGATED = {"did": "didn't", "does": "doesn't", "do": "don't", "is": "isn't", "was": "wasn't",
+            "were": "weren't", "are": "aren't", "can": "can't", "could": "couldn't", "will": "won't",
+            "would": "wouldn't", "has": "hasn't", "have": "haven't", "had": "hadn't",
+            "should": "shouldn't"}
+_OPPOSITES = [
+    ("first", "last"), ("largest", "smallest"), ("biggest", "smallest"), ("before", "after"),
+    ("north", "south"), ("east", "west"), ("northern", "southern"), ("eastern", "western"),
+    ("increase", "decrease"), ("increased", "decreased"), ("earliest", "latest"),
+    ("highest", "lowest"), ("most", "least"), ("more", "less"), ("oldest", "newest"),
+    ("won", "lost"), ("win", "lose"), ("rise", "fall"), ("major", "minor"), ("maximum", "minimum"),
+    ("upper", "lower"), ("early", "late"), ("longest", "shortest"), ("best", "worst"),
+    ("higher", "lower"), ("larger", "smaller"), ("strongest", "weakest"), ("richest", "poorest"),
+    ("inner", "outer"), ("top", "bottom"), ("start", "end"), ("began", "ended"),
+    ("allowed", "forbade"), ("supported", "opposed"), ("accepted", "rejected"),
+    ("internal", "external"), ("public", "private"), ("positive", "negative"),
+]
+_OPPOSITE = {a: b for a, b in _OPPOSITES} | {b: a for a, b in _OPPOSITES}
+
+
+def negated(question: str) -> str | None:
+    """The question with its auxiliary (among its first four words) negated, or None."""
+    tokens = question.split()
+    for i, token in enumerate(tokens[1:4], 1):
+        if token.lower() in _NEGATED:
+            tokens[i] = _NEGATED[token.lower()]
+            return " ".join(tokens)
+    return None
+
+
+def opposite(question: str) -> str | None:
+    """The question with its first word that has an opposite turned into it, or None."""
+    tokens = question.split()
+    for i, token in enumerate(tokens):
+        word = token.strip("?,.;:").lower()
+        if word in _OPPOSITE:
+            tokens[i] = token.lower().replace(word, _OPPOSITE[word])
+            return " ".join(tokens)
+    return None
+
+
+def reworded(q: Question, window: Window) -> list[Example]:
+    """The question negated and with a word turned into its opposite (where it can be),
+    each against the window that answered the original: neither is answered there."""
+    return [Example(text, window, None, q.answers)
+            for text in (negated(q.text), opposite(q.text)) if text is not None]
+
+
 def build_examples(articles: list[Article], rng: random.Random, centred: bool,
-                   hard: float | None, swap: float | None) -> list[Example]:
+                   hard: float | None, swap: float | None, reword: float | None) -> list[Example]:
     """For every question its answer window and, with the given chance (None: always,
-    without a draw), a hard and a swapped negative."""
+    without a draw), a hard, a swapped and reworded negatives."""
     out: list[Example] = []
     for article in articles:
         idf = idf_of(article)
@@ -198,15 +251,19 @@ def build_examples(articles: list[Article], rng: random.Random, centred: bool,
                 neg = swapped(q, pos.window, entities, rng)
                 if neg is not None:
                     out.append(neg)
+            if reword is None or (reword and rng.random() < reword):  # 0: no draw, as before
+                out += reworded(q, pos.window)
     return out
 
 
-def training_examples(articles: list[Article], seed: int) -> list[Example]:
-    """Answer windows centred near the answer; some questions also get a negative."""
-    return build_examples(articles, random.Random(seed), False, HARD_NEGATIVES, SWAPPED)
+def training_examples(articles: list[Article], seed: int, reword: bool = False) -> list[Example]:
+    """Answer windows centred near the answer; some questions also get a negative (and,
+    with ``reword``, their negated and antonym questions: the second phase of training)."""
+    return build_examples(articles, random.Random(seed), False, HARD_NEGATIVES, SWAPPED,
+                          REWORDED if reword else 0.0)
 
 
 def validation_examples(articles: list[Article], seed: int) -> list[Example]:
-    """Held-out examples: each question's answer window (centred), and the same hard and
-    swapped negatives training gets, for every question."""
-    return build_examples(articles, random.Random(seed + 1), True, None, None)
+    """Held-out examples: each question's answer window (centred), and the same hard,
+    swapped and reworded negatives training gets, for every question."""
+    return build_examples(articles, random.Random(seed + 1), True, None, None, None)

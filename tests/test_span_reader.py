@@ -196,9 +196,10 @@ def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
             "--limit-questions", "6", "--batch-size", "32", "--epochs", "1", "--seed", "3"]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "1 steps of 32" in err and "validation" in err
+    assert "1 steps of 32; then 1 steps over" in err and "validation" in err
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
-    assert log[-1]["step"] == 1 and "loss" in log[-1] and "f1" in log[-1]
+    assert log[-1]["step"] == 2 and "loss" in log[-1] and "f1" in log[-1]
+    assert log[-1]["lr"] == 2e-5  # the second phase, reworded questions, runs at its own low rate
     reader = out / "reader"
     config = json.loads((reader / CONFIG).read_text())
     assert len(config["calibration"]) == 3 and config["trained"]["seed"] == 3
@@ -216,7 +217,7 @@ def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
         [r["loss"] for r in log]
 
     assert main(args) == 0  # a finished run resumes at its end and exports again
-    assert "resuming from step 1 of 1" in capsys.readouterr().err
+    assert "resuming from step 2 of 2" in capsys.readouterr().err
     other = [*args[:-1], "4"]
     assert main(other) == 1  # another seed never resumes from this run's checkpoint
     assert "is from another run" in capsys.readouterr().err

@@ -1,0 +1,33 @@
+"""The reader's training examples: built no-answer questions are labelled as such."""
+
+import json
+
+from qa.reader_examples import load_articles, negated, opposite, validation_examples
+
+CONTEXT = ("Rollo was the first ruler of Normandy. He agreed to defend the lower Seine. "
+           "The duchy was the largest fief of the French crown.")
+
+
+def test_a_question_is_negated_at_its_auxiliary():
+    assert negated("Who was the first ruler of Normandy?") == "Who wasn't the first ruler of Normandy?"
+    assert negated("What did Rollo agree to defend?") == "What didn't Rollo agree to defend?"
+    assert negated("How many people live in Fresno?") is None  # no auxiliary to negate
+
+
+def test_a_question_gets_the_opposite_of_its_first_word_that_has_one():
+    assert opposite("Who was the first ruler of Normandy?") == "Who was the last ruler of Normandy?"
+    assert opposite("Which fief was the largest?") == "Which fief was the smallest?"
+    assert opposite("Who ruled Normandy?") is None
+
+
+def test_reworded_questions_are_not_answered_by_the_window_that_answers_the_original(tmp_path):
+    squad = {"data": [{"title": "Normandy", "paragraphs": [{"context": CONTEXT, "qas": [{
+        "id": "q1", "question": "Who was the first ruler of Normandy?",
+        "answers": [{"text": "Rollo", "answer_start": 0}]}]}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(squad), encoding="utf-8")
+    examples = validation_examples(load_articles(path), seed=1)
+    answered = [e for e in examples if e.answer is not None]
+    assert [e.window.text[slice(*e.answer)] for e in answered] == ["Rollo"]
+    reworded = {e.question: e for e in examples if e.window == answered[0].window and e.answer is None}
+    assert set(reworded) == {"Who wasn't the first ruler of Normandy?", "Who was the last ruler of Normandy?"}
