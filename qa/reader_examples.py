@@ -33,7 +33,7 @@ from .store import tokenize
 
 HARD_NEGATIVES = 0.35  # share of questions that also get a retriever-style negative window
 SWAPPED = 0.2  # share that also get a swapped-entity question
-REWORDED = 0.5  # share that also get their negated and antonym questions (second phase)
+REWORDED = 0.5  # share that also get their negated and antonym questions (the second phase)
 _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 _NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:of\s+|the\s+)?[A-Z][a-z]+)*\b")
 
@@ -263,7 +263,7 @@ def training_examples(articles: list[Article], seed: int, reword: bool = False) 
                           REWORDED if reword else 0.0)
 
 
-def validation_examples(articles: list[Article], seed: int) -> list[Example]:
-    """Held-out examples: each question's answer window (centred), and the same hard,
-    swapped and reworded negatives training gets, for every question."""
-    return build_examples(articles, random.Random(seed + 1), True, None, None, None)
+def validation_examples(articles: list[Article], seed: int, reword: bool = False) -> list[Example]:
+    """Held-out examples: each question's answer window (centred), and the same hard and
+    swapped (and, with ``reword``, reworded) negatives training gets, for every question."""
+    return build_examples(articles, random.Random(seed + 1), True, None, None, None if reword else 0.0)

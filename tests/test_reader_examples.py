@@ -26,8 +26,18 @@ def test_reworded_questions_are_not_answered_by_the_window_that_answers_the_orig
         "answers": [{"text": "Rollo", "answer_start": 0}]}]}]}]}
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(squad), encoding="utf-8")
-    examples = validation_examples(load_articles(path), seed=1)
+    examples = validation_examples(load_articles(path), seed=1, reword=True)
     answered = [e for e in examples if e.answer is not None]
     assert [e.window.text[slice(*e.answer)] for e in answered] == ["Rollo"]
     reworded = {e.question: e for e in examples if e.window == answered[0].window and e.answer is None}
     assert set(reworded) == {"Who wasn't the first ruler of Normandy?", "Who was the last ruler of Normandy?"}
+
+
+def test_without_rewording_the_examples_are_the_first_phase_s(tmp_path):
+    squad = {"data": [{"title": "Normandy", "paragraphs": [{"context": CONTEXT, "qas": [{
+        "id": "q1", "question": "Who was the first ruler of Normandy?",
+        "answers": [{"text": "Rollo", "answer_start": 0}]}]}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(squad), encoding="utf-8")
+    questions = {e.question for e in validation_examples(load_articles(path), seed=1)}
+    assert questions == {"Who was the first ruler of Normandy?"}

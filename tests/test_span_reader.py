@@ -193,7 +193,8 @@ def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
     data = tiny_squad(tmp_path / "tiny.json")
     out = tmp_path / "run"
     args = ["train-reader", str(data), "--out", str(out), "--held-out-articles", "1",
-            "--limit-questions", "6", "--batch-size", "32", "--epochs", "1", "--seed", "3"]
+            "--limit-questions", "6", "--batch-size", "32", "--epochs", "1", "--trap-epochs", "1",
+            "--seed", "3"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "1 steps of 32; then 1 steps over" in err and "validation" in err
