@@ -20,24 +20,24 @@ def test_a_question_gets_the_opposite_of_its_first_word_that_has_one():
     assert opposite("Who ruled Normandy?") is None
 
 
-def test_reworded_questions_are_not_answered_by_the_window_that_answers_the_original(tmp_path):
+def one_question(tmp_path):
+    """A SQuAD file of one paragraph and one question, loaded."""
     squad = {"data": [{"title": "Normandy", "paragraphs": [{"context": CONTEXT, "qas": [{
         "id": "q1", "question": "Who was the first ruler of Normandy?",
         "answers": [{"text": "Rollo", "answer_start": 0}]}]}]}]}
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(squad), encoding="utf-8")
-    examples = validation_examples(load_articles(path), seed=1, reword=True)
+    return load_articles(path)
+
+
+def test_reworded_questions_are_not_answered_by_the_window_that_answers_the_original(tmp_path):
+    examples = validation_examples(one_question(tmp_path), seed=1, reword=True)
     answered = [e for e in examples if e.answer is not None]
     assert [e.window.text[slice(*e.answer)] for e in answered] == ["Rollo"]
     reworded = {e.question: e for e in examples if e.window == answered[0].window and e.answer is None}
     assert set(reworded) == {"Who wasn't the first ruler of Normandy?", "Who was the last ruler of Normandy?"}
 
 
-def test_without_rewording_the_examples_are_the_first_phase_s(tmp_path):
-    squad = {"data": [{"title": "Normandy", "paragraphs": [{"context": CONTEXT, "qas": [{
-        "id": "q1", "question": "Who was the first ruler of Normandy?",
-        "answers": [{"text": "Rollo", "answer_start": 0}]}]}]}]}
-    path = tmp_path / "squad.json"
-    path.write_text(json.dumps(squad), encoding="utf-8")
-    questions = {e.question for e in validation_examples(load_articles(path), seed=1)}
+def test_without_rewording_only_the_asked_question_is_read(tmp_path):
+    questions = {e.question for e in validation_examples(one_question(tmp_path), seed=1)}
     assert questions == {"Who was the first ruler of Normandy?"}
