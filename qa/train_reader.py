@@ -2,8 +2,8 @@
 
 A cross-encoder reads [CLS] question [SEP] window [SEP] and gives, per token,
 start and end logits for the short answer and, from [CLS], whether the window
-answers at all: answer windows, with windows and swapped-name questions that do not
-answer. ``--trap-epochs`` adds a second phase at a low learning rate, as readers are
+answers at all. It learns from answer windows, and from windows and swapped-name
+questions that do not answer. ``--trap-epochs`` adds a second phase at a low learning rate, as readers are
 often trained on SQuAD 1.1 and then on SQuAD 2.0, that adds questions reworded so the
 window no longer answers them (negated, or a word turned into its opposite): SQuAD
 2.0's traps. Runs are deterministic for a seed and resume from the last checkpoint in

@@ -167,7 +167,9 @@ def create_app(engine: Engine | None, *, token: str | None = None, rate_limit: s
                            "send the files as multipart/form-data in the form field 'file'")
         request.max_content_length = errors.MAX_UPLOAD_BYTES
         form, files = request.form, request.files  # over the limit: 413 before the body is parsed
-        unknown = sorted((set(form) | set(files)) - UPLOAD_FIELDS)
+        # A part without a name (werkzeug gives it the key None) is unknown too.
+        unknown = sorted(name or "(a part without a name)"
+                         for name in (set(form) | set(files)) - UPLOAD_FIELDS)
         if unknown:
             raise ApiError(400, "invalid_upload", f"unknown form field(s): {', '.join(unknown)}; "
                            "send the files in 'file' and, to replace files of the same name, replace=true")

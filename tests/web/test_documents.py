@@ -241,6 +241,18 @@ def test_malformed_upload_requests_are_4xx(doc_client, spec, kwargs, status, cod
     check_response(spec, "/api/documents", "POST", status, response.content_type, response.get_json())
 
 
+@pytest.mark.parametrize("disposition", ['form-data', 'form-data; filename="r.txt"'])
+def test_a_part_without_a_name_is_refused_clearly(doc_client, spec, corpus, disposition):
+    """A multipart part with no field name (found by the schema fuzzer: it was a 500)."""
+    before = files_in(corpus / "uploads")
+    body = (f"--XX\r\nContent-Disposition: {disposition}\r\n\r\nx y z\r\n--XX--\r\n").encode()
+    response = doc_client.post("/api/documents", data=body, content_type="multipart/form-data; boundary=XX")
+    assert_error(response.status_code, response.get_json(), 400, "invalid_upload")
+    assert "a part without a name" in response.get_json()["error"]["message"]
+    check_response(spec, "/api/documents", "POST", 400, response.content_type, response.get_json())
+    assert files_in(corpus / "uploads") == before
+
+
 def test_delete_removes_an_upload_from_disk_answers_and_list(doc_client, corpus):
     fact = "The Brindlewick ferry leaves at dawn from the north pier."
     assert finish(doc_client, upload(doc_client, ("ferry.txt", fact.encode())))["state"] == "done"
