@@ -6,7 +6,8 @@ rules that can be shown to the user (``Rewrite.why``):
 - elliptical, continuing the last question ("And the American side?", "What
   about Moscow?"): the fragment takes the place of the matching phrase of the
   last question ("Who headed the American side?"), or joins it;
-- a bare question word ("When?", "How many?", "Why?"): it asks about the last
+- a bare question word ("When?", "How many?", "Why?"), or no word of its own but a
+  verb whose subject is left out ("How many were seized?"): it asks about the last
   question and its answer;
 - asking for more ("What else?", "Anything else?"): the last question again, and
   the last answer is not repeated;
@@ -58,6 +59,18 @@ _DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "our", "this", "
 _PERSON = {"he": "{}", "she": "{}", "him": "{}", "his": "{}'s", "hers": "{}'s", "her": "{}"}
 _STANDS_FOR = {"who": _PERSON, "whom": _PERSON, "where": {"there": "in {}"}}
 _AUXILIARIES = _VERBS - _BE
+_TIME = {"next", "later", "afterwards", "after", "first", "finally", "been", "being", "eventually"}
+# Past tenses and participles without "-ed" (and "-eed" ones, which nouns share: "need").
+_IRREGULAR = {
+    "agreed", "freed", "decreed", "guaranteed", "held", "built", "found", "won", "lost", "made",
+    "sent", "sold", "bought", "paid", "said", "told", "kept", "left", "met", "led", "cut", "spent",
+    "brought", "taught", "caught", "fought", "thought", "sought", "begun", "began", "done", "gone",
+    "went", "known", "seen", "saw", "shown", "grown", "drawn", "thrown", "flown", "taken", "took",
+    "given", "gave", "chosen", "chose", "written", "wrote", "spoken", "broken", "stolen", "born",
+    "came", "become", "became", "ran", "got", "gotten", "struck", "fled", "fell", "fallen",
+    "rose", "risen", "hid", "hidden", "sank", "sunk", "swore", "sworn", "tore", "torn", "wore",
+    "worn", "meant", "happened",
+}
 MAX_REFERENT_WORDS = 8  # a longer short answer is a description, not a name to put in a question
 
 
@@ -149,6 +162,20 @@ def _fragment(words: list[str]) -> bool:
     if words[0] in _PREPOSITIONS and len(words) <= 5:
         return True
     return words[0] in _QUESTION_WORDS and len(words) <= 3 and not any(w in _VERBS for w in words)
+
+
+def _only_a_verb(question: str, words: list[str]) -> bool:
+    """A question whose only word of substance is a verb, its subject left to the last
+    exchange: "How many were seized?", "What happened next?", "Who won?". A noun ("What
+    is carrageenan?") or a name ("Who was Rollo?") makes it a question of its own."""
+    own = [w for w in words if w not in _EMPTY and w not in _TIME]
+    named = any(w[:1].isupper() for w in _WORD.findall(question)[1:])
+    return len(own) == 1 and not named and _is_participle(own[0])
+
+
+def _is_participle(word: str) -> bool:
+    """A past tense or participle: "seized", "agreed", "held", "taken" (not "need", "speed")."""
+    return word in _IRREGULAR or (len(word) >= 5 and word.endswith("ed") and not word.endswith("eed"))
 
 
 def _refers_back(question: str) -> str | None:
@@ -286,6 +313,9 @@ def _follow_up(question: str, last_question: str, last_answer: str) -> Rewrite:
     if words and all(w in _EMPTY for w in words):
         return Rewrite(f"{text} {last_question} {last_answer}".strip(),
                        "no words of its own: asks about the last question and answer", avoid)
+    if _only_a_verb(text, words):
+        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
+                       "no words of its own but a verb: asks about the last question and answer", avoid)
     if _fragment(words):
         return Rewrite(f"{text} {last_question} {last_answer}".strip(),
                        "a fragment, not a sentence: asks about the last question and answer", avoid)

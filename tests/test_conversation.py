@@ -30,7 +30,8 @@ def test_elliptical_continuations_take_the_place_of_the_matching_phrase(last, qu
 @pytest.mark.parametrize("question", ["When?", "How many?", "Why?", "By which treaty?", "What year?",
                                       "What is her title?", "Why were those links cut in the first place?",
                                       "Who cut air links with Russia after that?", "What happened there?",
-                                      "And its population?"])
+                                      "And its population?", "How many were seized?", "What happened next?",
+                                      "Who won?", "What was agreed?"])
 def test_fragments_and_references_carry_the_last_exchange(question):
     said = rewrite(question, history("Who led the U.S. delegation?", "Sonata Coulter led it."))
     assert said.query.startswith(question)  # the question leads: a reader that clips keeps it
@@ -51,6 +52,9 @@ def test_asking_for_more_repeats_the_question_without_its_answer():
     "Is there a follow-up meeting planned?",  # "is there" refers to nothing
     "What did Putin say his hopes were?",  # the pronoun's referent is named in the question
     "When was the Duchy of Normandy founded?",
+    "What is carrageenan?",  # a noun of its own, not a verb
+    "What is the need?",  # "-eed" nouns are not past tenses
+    "Who was Rollo?",  # a name
 ])
 def test_questions_that_stand_alone_are_not_bent(question):
     said = rewrite(question, history("Who led the U.S. delegation?"))
@@ -155,6 +159,18 @@ def test_pronoun_follow_up_over_the_seeds(engine, seed_text):
     assert after["follow_up"] and "those" in after["follow_up"]
     assert after["answerable"] and "sanctions" in after["answer"]
     assert after["answer"] != before["answer"]  # not the same quote again
+    check(after, seed_text)
+
+
+def test_a_question_with_only_a_verb_of_its_own_is_a_follow_up(engine, seed_text):
+    before, after = ask_after(engine, "What did the consultations address besides financing?",
+                              "How many were seized?")
+    alone = engine.ask("How many were seized?")
+    assert "properties" in before["answer"]
+    assert after["follow_up"].startswith("no words of its own but a verb")
+    assert after["query"].startswith("How many were seized? What did the consultations address")
+    assert after["answerable"] and "six premises" in after["answer"]
+    assert alone["follow_up"] is None and alone["query"] == "How many were seized?"
     check(after, seed_text)
 
 
