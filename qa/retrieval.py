@@ -5,8 +5,10 @@ best chunks by BM25. Each is scored by a weighted sum of evidence that needs
 no training on the corpus: the chunk's cosine similarity to the question, its
 BM25 score relative to the best one, and how well its best single sentence
 matches the question, by meaning (sentence vectors stored at index time) and
-by the question's rarer words. Looking inside chunks at sentence level is what
-lifts this above plain rank fusion (see README, "Answer quality").
+by the question's rarer words (rare in the corpus, and rare among the candidates:
+in a long document every chunk shares its topic words). Looking inside chunks at
+sentence level is what lifts this above plain rank fusion (see README, "Answer
+quality").
 
 The retriever only ranks chunks; choosing the answer inside them is the
 reader's job (``answer``), so either side can be swapped on its own.
@@ -134,7 +136,7 @@ def retrieve(data: IndexData, query: Query, top_k: int) -> list[Passage]:
                                 len(query.terms), len(cands))
         weights = query.weights * focus
         focused = (np.bincount(owner[hit], weights[at[hit]], len(sentences))
-                   / (query.total_weight - query.weights.sum() + weights.sum()))
+                   / max(query.total_weight - query.weights.sum() + weights.sum(), 1e-12))
     lexical = np.zeros(len(cands))
     position = {c: i for i, c in enumerate(cands.tolist())}
     for cid, value in zip(l_ids.tolist(), l_scores.tolist()):
