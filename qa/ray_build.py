@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -69,6 +70,11 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     ``address`` ("auto", "ray://host:port"). A Ray this starts or connects to is shut down at
     the end; one already initialised in this process is used as it is and left running."""
     ray = require_ray()
+    # Offline, no telemetry: Ray Data's usage collector would also query a Prometheus on
+    # localhost:9090 from a background thread when joining a cluster, and print the
+    # failure's traceback (once, in CI).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     if ray.is_initialized():
         yield
         return
