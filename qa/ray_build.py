@@ -71,8 +71,8 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     the end; one already initialised in this process is used as it is and left running."""
     ray = require_ray()
     # Offline, no telemetry: Ray Data's usage collector would also query a Prometheus on
-    # localhost:9090 from a background thread when joining a cluster, and print the
-    # failure's traceback (once, in CI).
+    # localhost:9090 from a background thread when joining a cluster, and could print the
+    # failure's traceback among the command's own lines.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     if ray.is_initialized():
