@@ -59,7 +59,8 @@ _DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "our", "this", "
 _PERSON = {"he": "{}", "she": "{}", "him": "{}", "his": "{}'s", "hers": "{}'s", "her": "{}"}
 _STANDS_FOR = {"who": _PERSON, "whom": _PERSON, "where": {"there": "in {}"}}
 _AUXILIARIES = _VERBS - _BE
-_TIME = {"next", "later", "afterwards", "after", "first", "finally", "been", "being", "eventually"}
+# Words that give a question no subject of its own beside a verb: "What happened next?".
+_NO_SUBJECT = {"next", "later", "afterwards", "after", "first", "finally", "eventually", "been", "being"}
 # Past tenses and participles without "-ed" (and "-eed" ones, which nouns share: "need").
 _IRREGULAR = {
     "agreed", "freed", "decreed", "guaranteed", "held", "built", "found", "won", "lost", "made",
@@ -168,7 +169,7 @@ def _only_a_verb(question: str, words: list[str]) -> bool:
     """A question whose only word of substance is a verb, its subject left to the last
     exchange: "How many were seized?", "What happened next?", "Who won?". A noun ("What
     is carrageenan?") or a name ("Who was Rollo?") makes it a question of its own."""
-    own = [w for w in words if w not in _EMPTY and w not in _TIME]
+    own = [w for w in words if w not in _EMPTY and w not in _NO_SUBJECT]
     named = any(w[:1].isupper() for w in _WORD.findall(question)[1:])
     return len(own) == 1 and not named and _is_participle(own[0])
 
@@ -310,12 +311,11 @@ def _follow_up(question: str, last_question: str, last_answer: str) -> Rewrite:
         return Rewrite(last_question, "asks for more: the last question again, without its answer",
                        avoid)
     words = _words(text)
-    if words and all(w in _EMPTY for w in words):
+    empty = bool(words) and all(w in _EMPTY for w in words)
+    if empty or _only_a_verb(text, words):
+        own = "no words of its own" if empty else "no words of its own but a verb"
         return Rewrite(f"{text} {last_question} {last_answer}".strip(),
-                       "no words of its own: asks about the last question and answer", avoid)
-    if _only_a_verb(text, words):
-        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
-                       "no words of its own but a verb: asks about the last question and answer", avoid)
+                       f"{own}: asks about the last question and answer", avoid)
     if _fragment(words):
         return Rewrite(f"{text} {last_question} {last_answer}".strip(),
                        "a fragment, not a sentence: asks about the last question and answer", avoid)
