@@ -355,7 +355,11 @@ def export(model, tokenizer, base: str, val_articles: list[Article], val: list[E
     _export_onnx(model, tokenizer, fp32)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(export_dir / MODEL), weight_type=QuantType.QInt8)
+    # One scale per output column instead of one per matrix, on 7-bit weights: the int8 model
+    # then reads as the fp32 one does (SQuAD 2.0 dev subset F1 0.694 against fp32's 0.686 and
+    # per-matrix int8's 0.676; model card), at the same size and speed.
+    quantize_dynamic(str(fp32), str(export_dir / MODEL), weight_type=QuantType.QInt8,
+                     per_channel=True, reduce_range=True)
     shutil.copy(Path(base) / "tokenizer.json", export_dir / "tokenizer.json")
     session = OnnxReaderModel(export_dir / MODEL)
     predictions = predict_windows(session.run, tokenizer, val)
@@ -387,6 +391,9 @@ def _export_onnx(model, tokenizer, path: Path) -> None:
     import torch
 
     batch = encode(tokenizer, [("Who led the delegation?", "Sonata Coulter led the U.S. delegation.")])
+    # Attention written out as plain matrix products exports to a graph ONNX Runtime runs
+    # faster than the fused kernel's (11.1 ms against 12.2 ms a window here), same logits.
+    model.encoder.set_attn_implementation("eager")
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {n: {0: "windows", 1: "tokens"} for n in names}
     with warnings.catch_warnings(), torch.no_grad():
