@@ -385,7 +385,7 @@ def quantize(fp32: Path, int8: Path, per_column: bool = True) -> None:
 
     One scale per output column, on 7-bit weights, rather than one per matrix: the int8
     model then reads as the fp32 one does (held-out windows F1 0.746 against fp32's 0.749
-    and one-scale-per-matrix's 0.737; ``bench/reader_quantisation.py``), at the same size
+    and one-scale-per-matrix's 0.736; ``bench/reader_quantisation.py``), at the same size
     and speed.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -405,7 +405,7 @@ def _export_onnx(model, tokenizer, path: Path) -> None:
 
     batch = encode(tokenizer, [("Who led the delegation?", "Sonata Coulter led the U.S. delegation.")])
     # Attention written out as plain matrix products exports to a graph ONNX Runtime runs
-    # faster than the fused kernel's (11.1 ms against 12.2 ms a window here), same logits.
+    # faster than the fused kernel's traced one (11.8 ms against 12.7 ms a window here), same logits.
     model.encoder.set_attn_implementation("eager")
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {n: {0: "windows", 1: "tokens"} for n in names}
