@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from . import store
 from .answer import Reading
 from .conversation import MAX_CHARS, rewrite, validate_history
-from .embedding import Embedder
+from .embedding import DEFAULT_MODEL, Embedder
 from .errors import QAError
 from .onnx_questions import question_encoder
 from .readers import load_reader
@@ -58,22 +59,32 @@ class Engine:
         self.index_dir = Path(index_dir)
         manifest = store.read_manifest(self.index_dir)
         checked = store.verify_files(self.index_dir, manifest)  # refuse damage before the model loads
-        name = model or manifest.get("model")
-        self.embedder = Embedder(name)
-        self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension,
-                               verified=checked)
+        self.model_name = model or manifest.get("model") or DEFAULT_MODEL
+        self._embedder: Embedder | None = None
+        self._embedder_lock = threading.Lock()
+        self.encode_question, self.question_runtime, self.dimension = question_encoder(
+            self.model_name, lambda: self.embedder, report)
+        self.data = store.load(self.index_dir, self.model_name, self.dimension, verified=checked)
         self.reader = load_reader(reader, reader_dir, report)
         self.threshold = self.reader.default_threshold if threshold is None else threshold
-        self.encode_question, self.question_runtime = question_encoder(self.embedder, report)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The PyTorch model, loaded when first needed (to index uploads, or to export it for
+        questions): answering questions needs only its ONNX export."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = Embedder(self.model_name)
+            return self._embedder
 
     def reload(self) -> None:
         """Swap in the index's current build (after a rebuild) without a restart."""
-        self.data = store.load(self.index_dir, self.embedder.name, self.embedder.dimension)
+        self.data = store.load(self.index_dir, self.model_name, self.dimension)
 
     def health(self) -> dict:
         data = self.data
         return {"status": "ok", "documents": len(data.documents), "chunks": data.chunk_count,
-                "model": self.embedder.name, "reader": self.reader.name}
+                "model": self.model_name, "reader": self.reader.name}
 
     def source_text(self, source: str) -> str | None:
         """Stored text of an indexed document, or None: nothing outside the index is read."""

@@ -3,17 +3,22 @@
 For one short question PyTorch spends most of its time on per-call overhead (about
 6 ms for a dozen word pieces on two cores); ONNX Runtime runs the same graph in about
 2 ms. The model's whole pipeline (transformer, pooling, normalisation, exactly as
-sentence-transformers composes it) is exported on first use into a cache folder,
-keyed by the model's files and the library versions. Every load checks it against
-PyTorch on probe sentences: a damaged or stale file is exported again, and if export
-or ONNX Runtime fails, questions go through PyTorch as before. Indexing stays on
-PyTorch, which is as fast as ONNX Runtime for full batches.
+sentence-transformers composes it) is exported on first use into a cache folder, keyed
+by the model's files and the library versions, together with the vectors PyTorch gave
+for a few probe sentences. Later starts load the export and the model's own tokenizer
+without importing PyTorch at all (``qa ask`` starts in about a second instead of six),
+after checking that the probes still give those vectors: a damaged or stale file is
+exported again, and if export or ONNX Runtime fails, questions go through PyTorch.
+Indexing stays on PyTorch, which is as fast as ONNX Runtime for full batches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import json
 import os
+import threading
 import uuid
 import warnings
 from collections.abc import Callable
@@ -21,16 +26,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import Embedder, on_model_thread, resolve_model, unit_rows
+from .embedding import DEFAULT_MODEL, Embedder, on_model_thread, resolve_model, unit_rows
 
 PROBES = [
     "Who led the U.S. delegation?",
     "The lighthouse on the northern cliff was repainted white in 1999, after the storm.",
+    "  Naïve café-goers paid €3.50 — DON'T they?  ",
 ]
 TOLERANCE = 1e-4  # largest difference from PyTorch's vectors that counts as the same model
 CACHE_ENV = "QA_CACHE"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+LIBRARIES = ("torch", "onnxruntime", "sentence-transformers", "transformers", "tokenizers")
 
 Encoder = Callable[[list[str]], np.ndarray]
+
+
+class NoExport(Exception):
+    """There is no usable export of this model yet."""
 
 
 def cache_dir() -> Path:
@@ -41,13 +53,54 @@ def cache_dir() -> Path:
     return Path(base) / "qa"
 
 
-def question_encoder(embedder: Embedder, report: Callable[[str], None]) -> tuple[Encoder, str]:
-    """The fastest encoder for questions that gives the model's own vectors, and its runtime's name."""
+def question_encoder(name: str | None, load_embedder: Callable[[], Embedder],
+                     report: Callable[[str], None]) -> tuple[Encoder, str, int]:
+    """The fastest encoder for questions that gives the model's own vectors, its runtime's
+    name, and the vectors' dimension. ``load_embedder`` gives the PyTorch model; it is
+    called only to export (once per model and library versions) or to fall back on."""
     try:
-        return _load(embedder), "onnxruntime"
+        encode, dimension = load_export(name)
+        return encode, "onnxruntime", dimension
+    except NoExport:
+        pass
+    embedder = load_embedder()
+    try:
+        export(embedder)
+        encode, dimension = load_export(name)
+        return encode, "onnxruntime", dimension
     except Exception as exc:  # any failure leaves PyTorch, which always works
         report(f"qa: note: questions are encoded with PyTorch ({_reason(exc)})")
-        return embedder.encode, "pytorch"
+        return embedder.encode, "pytorch", embedder.dimension
+
+
+def load_export(name: str | None) -> tuple[Encoder, int]:
+    """The cached export of the model and its dimension, checked against the probe vectors
+    PyTorch gave when it was made; NoExport when there is none that gives them."""
+    try:
+        folder = Path(resolve_model(name or DEFAULT_MODEL))
+        path = cache_dir() / _key(folder)
+        expected = np.load(path.with_suffix(".npy"))
+        encode = _encoder(folder, path.with_suffix(".onnx"))
+        if expected.shape[0] != len(PROBES) or np.abs(encode(PROBES) - expected).max() > TOLERANCE:
+            raise ValueError("the export does not give the model's vectors")
+        return encode, int(expected.shape[1])
+    except Exception as exc:  # missing, damaged or stale: any reason means exporting again
+        raise NoExport(_reason(exc)) from None
+
+
+def export(embedder: Embedder) -> None:
+    """Export the model's pipeline and the probe vectors PyTorch gives, each file atomically
+    (the vectors last: they mark the export complete)."""
+    path = cache_dir() / _key(Path(resolve_model(embedder.name)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    on_model_thread(_export, embedder, path.with_suffix(".onnx"))
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(partial, "wb") as fh:
+            np.save(fh, embedder.encode(PROBES))
+        os.replace(partial, path.with_suffix(".npy"))
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _reason(exc: Exception) -> str:
@@ -55,53 +108,22 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-def _load(embedder: Embedder) -> Encoder:
-    import onnxruntime
-
-    path = cache_dir() / f"{_key(embedder)}.onnx"
-    expected = embedder.encode(PROBES)
-    for attempt in (1, 2):
-        if not path.is_file() or attempt == 2:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            on_model_thread(_export, embedder, path)
-        try:
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3
-            # Its threads sleep as soon as a question is encoded, rather than spin for a while
-            # on both cores, which slowed the reader that runs next (engine p50: 24 -> 16 ms).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            encode = _encoder(embedder, session)
-            if np.abs(encode(PROBES) - expected).max() <= TOLERANCE:
-                return encode
-        except Exception:
-            if attempt == 2:
-                raise
-    raise ValueError("the exported model does not give the model's vectors")
-
-
-def _key(embedder: Embedder) -> str:
-    """A name for the export: the model folder's files (name, size, time) and library versions."""
-    import onnxruntime
-    import sentence_transformers
-    import torch
-
-    folder = Path(resolve_model(embedder.name))
+def _key(folder: Path) -> str:
+    """A name for the export: the model folder's files (name, size, time) and the versions of
+    the libraries that export and run it (read from their metadata: nothing is imported)."""
     if not folder.is_dir():
-        raise ValueError(f"{embedder.name!r} is not a model folder")
+        raise ValueError(f"{str(folder)!r} is not a model folder")
     digest = hashlib.sha256()
-    for part in (torch.__version__, onnxruntime.__version__, sentence_transformers.__version__):
-        digest.update(part.encode() + b"\0")
+    for library in LIBRARIES:
+        try:
+            version = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{library}={version}\0".encode())
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         info = file.stat()
         digest.update(f"{file.relative_to(folder)}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
     return digest.hexdigest()[:24]
-
-
-def _input_names(features: dict) -> list[str]:
-    import torch
-
-    return [k for k, v in features.items() if isinstance(v, torch.Tensor)]
 
 
 def _export(embedder: Embedder, path: Path) -> None:
@@ -110,7 +132,7 @@ def _export(embedder: Embedder, path: Path) -> None:
 
     model = embedder.model
     features = model.preprocess(PROBES)
-    names = _input_names(features)
+    names = [k for k in INPUTS if k in features]
 
     class Pipeline(torch.nn.Module):
         def __init__(self) -> None:
@@ -136,19 +158,42 @@ def _export(embedder: Embedder, path: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _encoder(embedder: Embedder, session) -> Encoder:
-    wanted = [i.name for i in session.get_inputs()]
+def _encoder(folder: Path, path: Path) -> Encoder:
+    """The export under ONNX Runtime, fed by the model's own tokenizer (tokenizer.json) set
+    as sentence-transformers sets it: texts stripped, truncated to max_seq_length, padded
+    to the longest, lower-cased when the model asks."""
+    import onnxruntime
+    from tokenizers import Tokenizer
 
-    def run(texts: list[str]) -> np.ndarray:
-        features = embedder.model.preprocess(texts)
-        if sorted(wanted) != sorted(_input_names(features)):
-            raise ValueError("the exported model takes other inputs than the tokenizer gives")
-        return unit_rows(session.run(None, {k: features[k].numpy() for k in wanted})[0])
+    settings = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(int(settings["max_seq_length"]))
+    padding = tokenizer.padding or {}
+    tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_type_id=padding.get("pad_type_id", 0),
+                             pad_token=padding.get("pad_token", "[PAD]"))
+    lower = bool(settings.get("do_lower_case"))
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    # Its threads sleep as soon as a question is encoded, rather than spin for a while on
+    # both cores, which slowed the reader that runs next (engine p50: 24 -> 16 ms).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    wanted = [i.name for i in session.get_inputs()]
+    if not set(wanted) <= set(INPUTS):
+        raise ValueError(f"the export takes other inputs ({', '.join(wanted)})")
+    dimension = session.get_outputs()[0].shape[-1]
+    if not isinstance(dimension, int):
+        raise ValueError("the export does not say its vectors' dimension")
+    lock = threading.Lock()  # the Rust tokenizer must not be shared between threads
 
     def encode(texts: list[str]) -> np.ndarray:
         if not texts:
-            return np.zeros((0, embedder.dimension), np.float32)
-        # On the model thread: the tokenizer is not safe to share between threads.
-        return on_model_thread(run, texts)
+            return np.zeros((0, dimension), np.float32)
+        texts = [t.strip().lower() if lower else t.strip() for t in texts]
+        with lock:
+            encodings = tokenizer.encode_batch(texts)
+        columns = {"input_ids": [e.ids for e in encodings], "token_type_ids": [e.type_ids for e in encodings],
+                   "attention_mask": [e.attention_mask for e in encodings]}
+        return unit_rows(session.run(None, {k: np.array(columns[k], np.int64) for k in wanted})[0])
 
     return encode
