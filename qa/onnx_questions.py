@@ -18,6 +18,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import threading
 import uuid
 import warnings
@@ -36,6 +37,7 @@ PROBES = [
 TOLERANCE = 1e-4  # largest difference from PyTorch's vectors that counts as the same model
 CACHE_ENV = "QA_CACHE"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+LEGACY_NAME = re.compile(r"[0-9a-f]{24}")
 LIBRARIES = ("torch", "onnxruntime", "sentence-transformers", "transformers", "tokenizers")
 
 Encoder = Callable[[list[str]], np.ndarray]
@@ -78,7 +80,7 @@ def load_export(name: str | None) -> tuple[Encoder, int]:
     PyTorch gave when it was made; NoExport when there is none that gives them."""
     try:
         folder = Path(resolve_model(name or DEFAULT_MODEL))
-        path = cache_dir() / _key(folder)
+        path = cache_dir() / export_name(folder)
         expected = np.load(path.with_suffix(".npy"))
         encode = _encoder(folder, path.with_suffix(".onnx"))
         if expected.shape[0] != len(PROBES) or np.abs(encode(PROBES) - expected).max() > TOLERANCE:
@@ -90,8 +92,10 @@ def load_export(name: str | None) -> tuple[Encoder, int]:
 
 def export(embedder: Embedder) -> None:
     """Export the model's pipeline and the probe vectors PyTorch gives, each file atomically
-    (the vectors last: they mark the export complete)."""
-    path = cache_dir() / _key(Path(resolve_model(embedder.name)))
+    (the vectors last: they mark the export complete), then remove this model folder's
+    earlier exports: each is about 90 MB, and a library upgrade would otherwise leave one
+    behind every time."""
+    path = cache_dir() / export_name(Path(resolve_model(embedder.name)))
     path.parent.mkdir(parents=True, exist_ok=True)
     on_model_thread(_export, embedder, path.with_suffix(".onnx"))
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
@@ -101,6 +105,12 @@ def export(embedder: Embedder) -> None:
         os.replace(partial, path.with_suffix(".npy"))
     finally:
         partial.unlink(missing_ok=True)
+    folder = path.name.split("-")[0]
+    for old in path.parent.iterdir():
+        # Also the exports named before names began with the folder's digest: never read again.
+        earlier = old.stem.startswith(f"{folder}-") or LEGACY_NAME.fullmatch(old.stem)
+        if earlier and old.suffix in (".onnx", ".npy") and old.stem != path.name:
+            old.unlink(missing_ok=True)
 
 
 def _reason(exc: Exception) -> str:
@@ -108,11 +118,13 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-def _key(folder: Path) -> str:
-    """A name for the export: the model folder's files (name, size, time) and the versions of
-    the libraries that export and run it (read from their metadata: nothing is imported)."""
+def export_name(folder: Path) -> str:
+    """A name for the export: a digest of the model folder's path, then one of its files
+    (name, size, time) and the versions of the libraries that export and run it (read
+    from their metadata: nothing is imported)."""
     if not folder.is_dir():
         raise ValueError(f"{str(folder)!r} is not a model folder")
+    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
     digest = hashlib.sha256()
     for library in LIBRARIES:
         try:
@@ -123,7 +135,7 @@ def _key(folder: Path) -> str:
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         info = file.stat()
         digest.update(f"{file.relative_to(folder)}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:24]
+    return f"{where}-{digest.hexdigest()[:24]}"
 
 
 def _export(embedder: Embedder, path: Path) -> None:

@@ -5,11 +5,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qa.onnx_questions import cache_dir, load_export, question_encoder
+from qa.embedding import resolve_model
+from qa.onnx_questions import cache_dir, export_name, load_export, question_encoder
 
 QUESTIONS = ["Who led the U.S. delegation?", "When did the talks in Istanbul take place?", "x",
              "What did Russia offer the United States during the consultations in Istanbul on Thursday?",
@@ -92,3 +94,20 @@ def test_when_export_fails_questions_go_through_pytorch(embedder, tmp_path, monk
     assert notes == ["qa: note: questions are encoded with PyTorch (RuntimeError: exporter unavailable)"]
     assert np.allclose(encode(QUESTIONS), embedder.encode(QUESTIONS))
     assert not list((tmp_path / "cache").glob("*"))  # no half-written file left behind
+
+
+def test_an_export_replaces_the_earlier_exports_of_its_model(embedder, tmp_path, monkeypatch):
+    """Exports left by other library versions go (about 90 MB each); other models' stay."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("QA_CACHE", str(cache))
+    folder = export_name(Path(resolve_model(None))).split("-")[0]
+    earlier = [f"{folder}-{'0' * 24}.onnx", f"{folder}-{'0' * 24}.npy", f"{'a' * 24}.onnx"]
+    kept = ["0badc0de-" + "1" * 24 + ".onnx", "notes.txt"]
+    for name in earlier + kept:
+        (cache / name).write_bytes(b"x")
+    assert question_encoder(None, lambda: embedder, [].append)[1] == "onnxruntime"
+    names = sorted(p.name for p in cache.iterdir())
+    assert [n for n in names if n.startswith(folder)] == [f"{export_name(Path(resolve_model(None)))}{s}"
+                                                         for s in (".npy", ".onnx")]
+    assert all(name in names for name in kept) and not any(name in names for name in earlier)
