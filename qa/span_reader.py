@@ -50,7 +50,6 @@ DEFAULT_THRESHOLD = 0.1
 # A follow-up repeats the last answer's sentence only when no other window reaches this share
 # of its confidence (and the threshold): the same sentence may well hold the new answer.
 AVOID_RATIO = 0.5
-SURE = 0.75  # a first window this confident is the answer, whatever the others say
 # Which window answers: the one with the highest answerable logit times CHOOSE_ANSWERABLE
 # plus its span's log-probability, plus CHOOSE_FIRST for the window around the retriever's
 # best sentence, less CHOOSE_RANK per place in reading order. The confidence weighs the
@@ -226,10 +225,6 @@ class SpanReader:
         reads = self._read(self._run([(question, w) for w, _ in opening]), opening, banned)
         if more and max(r.confidence for r in reads) < DEEPER:  # not convinced: read further
             reads += self._read(self._run([(question, w) for w, _ in more]), more, banned)
-        # The best candidate's window, when it is clearly right, is the answer: the others
-        # could not beat it by much.
-        if reads[0].confidence >= SURE and not (avoid and repeats(data, reads[0].sentence, avoid)):
-            reads = reads[:1]
         reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -_choice(*pair))]
         best = reads[0]
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
