@@ -71,7 +71,8 @@ def question_encoder(name: str | None, load_embedder: Callable[[], Embedder],
         encode, dimension = load_export(name)
         return encode, "onnxruntime", dimension
     except Exception as exc:  # any failure leaves PyTorch, which always works
-        report(f"qa: note: questions are encoded with PyTorch ({_reason(exc)})")
+        reason = str(exc) if isinstance(exc, NoExport) else _reason(exc)
+        report(f"qa: note: questions are encoded with PyTorch ({reason})")
         return embedder.encode, "pytorch", embedder.dimension
 
 
