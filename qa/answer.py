@@ -58,6 +58,10 @@ class Reading:
     corroborating: list[int] = field(default_factory=list)
     short: tuple[int, int] | None = None  # the short answer: characters of the best sentence's document
     through: int | None = None  # the answer's last sentence, when the short answer runs on past ``answer``
+    # The windows a span reader read, in reading order, as (document, start, end) character
+    # ranges, and which of them gave ``best``: where ``qa eval`` looks for lost answers.
+    windows: tuple[tuple[int, int, int], ...] = ()
+    chosen: int = -1
 
 
 def candidates(passages: list[Passage]) -> list[Candidate]:

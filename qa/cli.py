@@ -195,7 +195,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import calibration, evaluate, fit_confidence, is_conversation_set, threshold_sweep
+    from .evaluation import (
+        calibration,
+        evaluate,
+        fit_confidence,
+        funnel,
+        is_conversation_set,
+        threshold_sweep,
+    )
 
     readers = READERS if args.reader == "both" else (args.reader,)
     if is_conversation_set(Path(args.dataset)):
@@ -209,8 +216,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         weights = fit_confidence(results["sentence"][1])
         print("CONFIDENCE_WEIGHTS = np.array([" + ", ".join(f"{w:.4f}" for w in weights) + "])")
     if args.json:
-        print(json.dumps({name: {k: v for k, v in figures.items() if k != "questions"}
-                          for name, (figures, _) in results.items()}))
+        print(json.dumps({name: {**{k: v for k, v in figures.items() if k != "questions"},
+                                 "gold_found_in": dict(funnel(records))}
+                          for name, (figures, records) in results.items()}))
         return 0
     names = list(results)
     print(f"{'reader':30s} " + " ".join(f"{n:>10s}" for n in names))
@@ -224,6 +232,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{name} reader, thresholds (threshold, answered when answerable, abstained when unanswerable)")
         for t, answered, abstained in threshold_sweep(records):
             print(f"  {t:.2f}  {answered:.3f}  {abstained:.3f}")
+        print(f"{name} reader, where the gold answer was still found (answerable questions)")
+        for label, share in funnel(records):
+            print(f"  {label:28s} {share:.3f}")
     return 0
 
 

@@ -23,6 +23,7 @@ from .errors import QAError
 from .indexing import build_index
 from .metrics import exact_match, f1, normalize
 from .readers import READERS
+from .store import IndexData
 
 CALIBRATION_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
 SWEEP = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -128,10 +129,20 @@ def _record(engine: Engine, q: Question, files: dict[str, str]) -> dict:
         "evidence": None if reading is None or reading.evidence is None
         else reading.evidence.tolist(),
         "best_right": bool(q.gold) and any(normalize(g) in normalize(best) for g in golds),
+        "windows_read": len(reading.windows) if reading else 0,
+        "read_holds": bool(reading) and any(_holds(data, w, q) for w in reading.windows),
+        "chosen_holds": bool(reading and reading.windows)
+        and _holds(data, reading.windows[reading.chosen], q),
         # Would the reader's best guess be right, had it answered: the reliability table's truth.
         "right": bool(q.gold) and (f1(best_short, golds) >= 0.5 if reading and reading.short
                                    else any(normalize(g) in normalize(best) for g in golds)),
     }
+
+
+def _holds(data: IndexData, window: tuple[int, int, int], q: Question) -> bool:
+    """The window (document, start, end) holds one of the question's gold answers whole."""
+    doc, start, end = window
+    return data.documents[doc].source == q.source and any(start <= s and e <= end for s, e, _ in q.gold)
 
 
 def _short_ok(result: dict, files: dict[str, str]) -> bool:
@@ -170,6 +181,21 @@ def summarize(records: list[dict]) -> dict:
         "latency_p50_ms": round(float(np.percentile(ms, 50)), 2),
         "latency_p95_ms": round(float(np.percentile(ms, 95)), 2),
     }
+
+
+def funnel(records: list[dict]) -> list[tuple[str, float]]:
+    """Where the gold answers of answerable questions were still in hand, stage by stage, so
+    a miss can be put down to retrieval, to reading the wrong window, to the wrong sentence
+    or to abstaining. The window stages are there for a reader that reads windows."""
+    answerable = [r for r in records if r["answerable"]]
+    if not answerable:
+        return []
+    stages = [("the top 5 passages", "r5")]
+    if any(r["windows_read"] for r in answerable):
+        stages += [("a window the reader read", "read_holds"), ("the window it chose", "chosen_holds")]
+    stages += [("its best sentence", "best_right"), ("the answer given", "contains")]
+    return [(label, round(sum(float(r[key]) for r in answerable) / len(answerable), 4))
+            for label, key in stages]
 
 
 def calibration(records: list[dict]) -> list[tuple[str, int, float, float]]:

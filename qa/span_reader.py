@@ -225,6 +225,7 @@ class SpanReader:
         reads = self._read(self._run([(question, w) for w, _ in opening]), opening, banned)
         if more and max(r.confidence for r in reads) < DEEPER:  # not convinced: read further
             reads += self._read(self._run([(question, w) for w, _ in more]), more, banned)
+        read_order = reads
         reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -_choice(*pair))]
         best = reads[0]
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
@@ -232,15 +233,18 @@ class SpanReader:
             best = next((r for r in reads if r.confidence >= floor and r.short is not None
                          and not repeats(data, r.sentence, avoid)), best)
         evidence = np.array(best.evidence)
+        seen = {"windows": tuple((int(data.spans["sent_doc"][r.first]), r.window.start,
+                                  r.window.start + len(r.window.text)) for r in read_order),
+                "chosen": read_order.index(best)}
         if best.confidence < threshold or best.short is None:
-            return Reading(best.sentence, None, best.confidence, evidence, short=best.short)
+            return Reading(best.sentence, None, best.confidence, evidence, short=best.short, **seen)
         quoted = range(best.sentence + 1, best.through + 1)  # already in the answer's quote
         ordered = sorted((c for c in cands if c.sentence not in quoted),
                          key=lambda c: c.sentence != best.sentence)
         if ordered[0].sentence != best.sentence:  # the answer sentence lies beside the candidates
             ordered.insert(0, Candidate(best.sentence, -1, np.zeros(0), 0.0))
         return Reading(best.sentence, best.sentence, best.confidence, evidence,
-                       corroborating(data, ordered), best.short, best.through)
+                       corroborating(data, ordered), best.short, best.through, **seen)
 
 
 def _choice(place: int, read: _Read) -> float:

@@ -103,11 +103,17 @@ def test_eval_json_reports_every_figure(tmp_path, capsys):
         assert set(figures) == {"recall@1", "recall@5", "answer_contains_gold", "mean_answer_chars",
                                 "short_answer_em", "short_answer_f1",
                                 "abstained_when_unanswerable", "answered_when_answerable",
-                                "citation_valid", "latency_p50_ms", "latency_p95_ms"}
+                                "citation_valid", "latency_p50_ms", "latency_p95_ms", "gold_found_in"}
         assert figures["recall@1"] == 1.0 and figures["answer_contains_gold"] == 1.0
         assert figures["abstained_when_unanswerable"] == 1.0 and figures["citation_valid"] == 1.0
     assert results["span"]["short_answer_em"] == 1.0  # "1871", not the sentence around it
     assert results["sentence"]["short_answer_em"] == 0.0
+    # Where the gold answer was still in hand, stage by stage; the sentence reader reads no windows.
+    assert results["span"]["gold_found_in"] == {
+        "the top 5 passages": 1.0, "a window the reader read": 1.0, "the window it chose": 1.0,
+        "its best sentence": 1.0, "the answer given": 1.0}
+    assert list(results["sentence"]["gold_found_in"]) == [
+        "the top 5 passages", "its best sentence", "the answer given"]
 
 
 def test_eval_runs_a_conversation_set(tmp_path, capsys):
