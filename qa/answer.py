@@ -114,12 +114,12 @@ class SentenceReader:
         return ""
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: str = "") -> Reading:
+             avoid: tuple[str, ...] = (), banned: str = "", only_new: bool = False) -> Reading:
         reading = read(data, passages, threshold)  # no short answers: ``banned`` has no use here
         if reading.answer is None or not repeats(data, reading.answer, avoid):
             return reading
         other = read(data, passages, threshold, lambda s: not repeats(data, s, avoid))
-        return other if other.answer is not None else reading
+        return other if other.answer is not None or only_new else reading
 
 
 def repeats(data: IndexData, sentence: int, earlier: tuple[str, ...]) -> bool:

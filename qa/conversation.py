@@ -10,7 +10,7 @@ rules that can be shown to the user (``Rewrite.why``):
   verb whose subject is left out ("How many were seized?"): it asks about the last
   question and its answer;
 - asking for more ("What else?", "Anything else?"): the last question again, and
-  the last answer is not repeated;
+  no answer given so far is repeated (the reader abstains rather than repeat one);
 - referring back with a pronoun or "that", "those", "there": the last question
   and answer are added as context.
 A follow-up never repeats the last answer's quote when another one answers
@@ -51,7 +51,9 @@ _CONTINUATIONS = ("and what about ", "and how about ", "what about ", "how about
 _MORE = re.compile(r"^(what|who|where|which|anything|something|tell me)\s+(else|more)\b|^(and\s+)?"
                    r"(anything|something)\s+else\b|^(tell me )?more\b|^go on\b", re.IGNORECASE)
 _PREPOSITIONS = {"by", "in", "on", "at", "from", "with", "for", "since", "until", "after", "before",
-                 "during", "to", "through", "under", "into", "than"}
+                 "during", "to", "through", "under", "into", "than", "between", "among", "within",
+                 "without", "against", "across", "over", "around", "toward", "towards", "near",
+                 "beyond", "behind", "below", "above", "along", "via", "per", "of", "upon"}
 _VERBS = _BE | {"did", "does", "do", "can", "could", "will", "would", "has", "have", "had", "should"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "its", "their", "our", "this", "that", "these", "those"}
 # The words the last question's answer can stand in for, by the last question's first word,
@@ -85,6 +87,7 @@ class Rewrite:
     read: str = ""  # what the reader reads in the windows found; empty: the query
     alone: str = ""  # the question as it would stand on its own, where a rule rewrote it so
     last: tuple[str, str] = ()  # for a follow-up: the last question and answer it builds on
+    more: bool = False  # asks for more: an answer in ``avoid`` is never given again
     referent: str = ""  # for a follow-up: the last short answer, where the history gives it
     asked: str = ""  # the question as the user asked it
 
@@ -104,7 +107,7 @@ class Rewrite:
         query = self.query.replace(self.asked, read, 1)
         if _refers_back(read.replace(referent.strip(), "")):  # another word still points back
             read = f"{read} {self.last[0]}"
-        return replace(self, query=query, read=read, why=f"{self.why}; read as {read!r}")
+        return replace(self, query=query, read=read, alone=read, why=f"{self.why}; read as {read!r}")
 
 
 class HistoryError(ValueError):
@@ -226,6 +229,11 @@ def _continue(fragment: str, last_question: str) -> str:
     if not words or not tokens:
         return f"{last_question} {fragment}".strip()
     head = words[-1].lower()
+    if head in ("one", "ones") and len(words) > 1:  # "the American one": the last phrase's noun
+        phrase = _noun_phrase(low)
+        if phrase:
+            start, end = phrase
+            return " ".join([*tokens[:start], *words[:-1], tokens[end - 1], *tokens[end:]]) + "?"
     if head in low:
         end = max(i for i, t in enumerate(low) if t == head)
         start = end
@@ -240,6 +248,20 @@ def _continue(fragment: str, last_question: str) -> str:
     if name and old and name[1] == len(words):
         return " ".join([*tokens[: old[0]], *words[name[0] :], *tokens[old[1] :]]) + "?"
     return f"{last_question} {fragment}"
+
+
+def _noun_phrase(words: list[str]) -> tuple[int, int] | None:
+    """The last phrase of a determiner and two or more words (up to a preposition or the
+    end) in the lower-cased ``words``, as [start, end): "the Russian side"."""
+    for start in range(len(words) - 1, -1, -1):
+        if words[start] not in _DETERMINERS:
+            continue
+        end = start + 1
+        while end < len(words) and words[end] not in _PREPOSITIONS and words[end] not in _DETERMINERS:
+            end += 1
+        if end - start >= 3:
+            return start, end
+    return None
 
 
 def _resolve(question: str, last_question: str, referent: str) -> str | None:
@@ -280,12 +302,16 @@ def _split_word(token: str) -> tuple[str, str]:
 
 
 def _asked(history: list[dict[str, str]]) -> str:
-    """The last question as it stands alone: a continuation ("And the American side?") as
-    it was rewritten ("Who headed the American side?"), any other question as asked."""
+    """The last question as it stands alone: a follow-up as the rules rewrote it ("And the
+    American side?" -> "Who headed the American side?", "What is her title?" -> "What is
+    Sonata Coulter's title?", "Why?" -> "Why? What did Russia offer?"), any other question
+    as asked."""
     for i in range(len(history) - 1, -1, -1):
         if history[i]["role"] == "user":
             question = history[i]["content"].strip()
-            return rewrite(question, history[:i]).alone or question
+            said = rewrite(question, history[:i])
+            said = said.resolved(said.referent) if said.referent else said
+            return said.alone or question
     return ""
 
 
@@ -294,7 +320,8 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
     last_question, last_answer = _asked(history), _last(history, "assistant")
     if not last_question:
         return Rewrite(question)
-    said = _follow_up(question, last_question, last_answer)
+    said = _follow_up(question, last_question, last_answer, tuple(
+        t["content"] for t in history if t["role"] == "assistant" and t["content"].strip()))
     if said.why is None:
         return said
     return replace(said, last=(last_question, last_answer) if last_answer else (), asked=question.strip(),
@@ -302,23 +329,27 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
                                      if t["role"] == "assistant"), ""))
 
 
-def _follow_up(question: str, last_question: str, last_answer: str) -> Rewrite:
-    """The question read as a follow-up of the last question and answer, if it is one."""
+def _follow_up(question: str, last_question: str, last_answer: str,
+               given: tuple[str, ...] = ()) -> Rewrite:
+    """The question read as a follow-up of the last question and answer, if it is one;
+    ``given``: every answer the conversation gave, none of which asking for more repeats."""
     avoid = (last_answer,) if last_answer else ()
     text = question.strip()
     lowered = text.lower()
     if _MORE.match(lowered):
-        return Rewrite(last_question, "asks for more: the last question again, without its answer",
-                       avoid)
+        return Rewrite(last_question, "asks for more: the last question again, without the answers "
+                       "given so far", given or avoid, alone=last_question, more=True)
     words = _words(text)
     empty = bool(words) and all(w in _EMPTY for w in words)
+    with_last = f"{text} {last_question}"
     if empty or _only_a_verb(text, words):
         own = "no words of its own" if empty else "no words of its own but a verb"
-        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
-                       f"{own}: asks about the last question and answer", avoid)
+        return Rewrite(f"{with_last} {last_answer}".strip(),
+                       f"{own}: asks about the last question and answer", avoid, alone=with_last)
     if _fragment(words):
-        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
-                       "a fragment, not a sentence: asks about the last question and answer", avoid)
+        return Rewrite(f"{with_last} {last_answer}".strip(),
+                       "a fragment, not a sentence: asks about the last question and answer", avoid,
+                       alone=with_last)
     for lead in _CONTINUATIONS:
         if lowered.startswith(lead) and words and words[-1] not in _EMPTY and not _refers_back(text):
             fragment = text[len(lead):].strip()
@@ -328,7 +359,7 @@ def _follow_up(question: str, last_question: str, last_answer: str) -> Rewrite:
             return Rewrite(query, f"continues the last question: {query!r}", avoid, alone=query)
     word = _refers_back(text)
     if word:
-        return Rewrite(f"{text} {last_question} {last_answer}".strip(),
+        return Rewrite(f"{with_last} {last_answer}".strip(),
                        f"refers back ({word!r}): the last question and answer added", avoid,
-                       f"{text} {last_question}")
+                       with_last, alone=with_last)
     return Rewrite(question)

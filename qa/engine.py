@@ -131,7 +131,7 @@ class Engine:
         reading = None
         if passages:
             reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid,
-                                       referent)
+                                       referent, said.more)
         result = {
             "question": question,
             "query": query,

@@ -29,11 +29,11 @@ class Reader(Protocol):
         ...
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: str = "") -> Reading:
+             avoid: tuple[str, ...] = (), banned: str = "", only_new: bool = False) -> Reading:
         """The answer in the passages, or an abstention below threshold; an answer quoted in
-        ``avoid`` (the last one, for a follow-up) only when nothing else answers. ``banned``:
-        for a follow-up, what it refers to (the last short answer), which is never its own
-        short answer."""
+        ``avoid`` (the last one, for a follow-up) only when nothing else answers, and never
+        with ``only_new`` (the user asked for more). ``banned``: for a follow-up, what it
+        refers to (the last short answer), which is never its own short answer."""
         ...
 
 

@@ -214,8 +214,10 @@ class SpanReader:
         return answer[read.short[0]:read.short[1]] if read.short else ""
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: str = "") -> Reading:
+             avoid: tuple[str, ...] = (), banned: str = "", only_new: bool = False) -> Reading:
         cands = score(data, candidates(passages))
+        if only_new:  # asked for more: windows around what was not said yet
+            cands = [c for c in cands if not repeats(data, c.sentence, avoid)]
         if not cands:
             return Reading(None, None, 0.0)
         windows = self.windows(data, cands, WINDOWS + MORE_WINDOWS)
@@ -227,6 +229,10 @@ class SpanReader:
             reads += self._read(self._run([(question, w) for w, _ in more]), more, banned)
         read_order = reads
         reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -_choice(*pair))]
+        if only_new:
+            reads = [r for r in reads if not repeats(data, r.sentence, avoid)]
+            if not reads:  # nothing read but what was said already
+                return Reading(None, None, 0.0)
         best = reads[0]
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
             floor = max(threshold, AVOID_RATIO * best.confidence)

@@ -42,7 +42,42 @@ def test_fragments_and_references_carry_the_last_exchange(question):
 def test_asking_for_more_repeats_the_question_without_its_answer():
     said = rewrite("What else?", history("What did the parties agree to ensure?", "Financing."))
     assert said.query == "What did the parties agree to ensure?"
-    assert said.avoid == ("Financing.",) and "more" in said.why
+    assert said.avoid == ("Financing.",) and "more" in said.why and said.more
+
+
+def test_asking_for_more_again_avoids_every_answer_given():
+    turns = [*history("What did the parties agree to ensure?", "Financing."),
+             *history("What else?", "Conditions for diplomats.")]
+    said = rewrite("Anything else?", turns)
+    assert said.query == "What did the parties agree to ensure?"
+    assert said.avoid == ("Financing.", "Conditions for diplomats.") and said.more
+    assert not rewrite("Why?", turns).more  # only asking for more never repeats
+
+
+@pytest.mark.parametrize(("last", "question", "query"), [
+    ("Who headed the Russian side?", "And the American one?", "Who headed the American side?"),
+    ("What is the most populous city in California?", "And the second most populous one?",
+     "What is the second most populous city in California?"),
+])
+def test_one_stands_for_the_noun_of_the_last_question(last, question, query):
+    said = rewrite(question, history(last))
+    assert said.query == query and said.why.startswith("continues the last question")
+
+
+@pytest.mark.parametrize("question", ["Between which years?", "Among whom?", "Within which borders?"])
+def test_a_phrase_led_by_a_preposition_is_a_fragment(question):
+    said = rewrite(question, history("How many premises were seized?", "Six premises."))
+    assert said.query == f"{question} How many premises were seized? Six premises."
+    assert said.why.startswith("a fragment")
+
+
+def test_a_follow_up_of_a_follow_up_keeps_the_first_question():
+    turns = [*history("What did Russia offer the United States?", "Direct air links."),
+             *history("Why?", "Sanctions.")]
+    said = rewrite("Anything else?", turns)
+    assert said.query == "Why? What did Russia offer the United States?"
+    when = rewrite("When?", turns)
+    assert when.query == "When? Why? What did Russia offer the United States? Sanctions."
 
 
 @pytest.mark.parametrize("question", [
@@ -171,6 +206,32 @@ def test_a_question_with_only_a_verb_of_its_own_is_a_follow_up(engine, seed_text
     assert after["query"].startswith("How many were seized? What did the consultations address")
     assert after["answerable"] and "six premises" in after["answer"]
     assert alone["follow_up"] is None and alone["query"] == "How many were seized?"
+    check(after, seed_text)
+
+
+@pytest.mark.parametrize("reader", ["span", "sentence"])
+@pytest.mark.parametrize(("first", "more_found"), [("What did the parties agree to ensure?", True),
+                                                   ("What was agreed in Riyadh?", False)])
+def test_asking_for_more_never_repeats_an_answer(reader, first, more_found, engine, seed_index, seed_text):
+    from qa.engine import Engine
+
+    engine = engine if reader == "span" else Engine(seed_index, reader=reader)
+    history = []
+    answers = []
+    for question in (first, "What else?", "What else?"):
+        result = engine.ask(question, history)
+        history += exchange(question, result)
+        assert not any(result["answer"] and result["answer"] in a for a in answers)
+        answers.append(result["answer"])
+        check(result, seed_text)
+    assert answers[0] and (bool(answers[1]) or not more_found)
+
+
+def test_a_fragment_follow_up_over_the_seeds(engine, seed_text):
+    before, after = ask_after(engine, "How many premises were seized?", "Between which years?")
+    assert before["short_answer"]["text"] == "six"
+    assert after["follow_up"].startswith("a fragment")
+    assert after["short_answer"]["text"] == "2016 and 2018"
     check(after, seed_text)
 
 
