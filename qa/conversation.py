@@ -11,8 +11,8 @@ rules that can be shown to the user (``Rewrite.why``):
   question and its answer;
 - asking for more ("What else?", "Anything else?"): the last question again, and
   no answer given so far is repeated (the reader abstains rather than repeat one);
-- referring back with a pronoun or "that", "those", "there": the last question
-  and answer are added as context.
+- referring back with a pronoun or "that", "those", "there", "which one": the last
+  question and answer are added as context.
 A follow-up never repeats the last answer's quote when another one answers
 (``Rewrite.avoid``), and its short answer is never what it refers to, the last
 answer's own short answer (``Rewrite.last``); the reader decides both. Where that
@@ -32,6 +32,7 @@ MAX_TURNS = 20
 MAX_CHARS = 2000
 _TURN_KEYS = {"role", "content", "short_answer"}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*[A-Za-z]|[A-Za-z]")
+_QUESTION_END = re.compile(r"(?<=\?)\s+")
 _QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "which", "how"}
 # Words that carry no subject of their own: with only these, a question leans on the last one.
 _EMPTY = _QUESTION_WORDS | {
@@ -193,7 +194,7 @@ def _refers_back(question: str) -> str | None:
         after = words[i + 1] if i + 1 < len(words) else ""
         if w in _PERSONAL and not named:
             return w
-        if w in _DEMONSTRATIVE:
+        if w in _DEMONSTRATIVE or (w in ("one", "ones") and before in ("which", "other", "another")):
             return w
         if w == "that" and (i == 0 or after == "" or before in _BEFORE_THAT):
             return w
@@ -219,12 +220,17 @@ def _continue(fragment: str, last_question: str) -> str:
     """The last question with the fragment in place of its matching phrase.
 
     "the American side" replaces "the Russian side" in "Who headed the Russian side?"
-    (the same head word, back to its determiner); a name replaces the last name of the
-    last question ("And Georgia?" after "... into Ukraine?"). Otherwise the fragment is
-    added to the last question.
+    (the same head word, back to its determiner; "the American one" the same way); a
+    possessive replaces one ("And San Diego's?" after "What is its population?"); a
+    phrase led by a preposition replaces the last one led by it ("And under Rollo?"); a
+    name replaces the last name of the last question ("And Georgia?" after "... into
+    Ukraine?"). Otherwise the fragment is added to the last question. Where the last
+    question was itself a follow-up read with the one before, only its own first sentence
+    is matched.
     """
+    question = _own_sentence(last_question)
     words = fragment.rstrip(" ?.!").split()
-    tokens = last_question.rstrip(" ?.!").split()
+    tokens = question.rstrip(" ?.!").split()
     low = [t.lower().strip(",;:") for t in tokens]
     if not words or not tokens:
         return f"{last_question} {fragment}".strip()
@@ -234,6 +240,11 @@ def _continue(fragment: str, last_question: str) -> str:
         if phrase:
             start, end = phrase
             return " ".join([*tokens[:start], *words[:-1], tokens[end - 1], *tokens[end:]]) + "?"
+    if head.endswith(("'s", "’s")):  # "San Diego's" for "its", "his", "their", "Los Angeles's"
+        owner = _possessive(tokens, low)
+        if owner:
+            start, end = owner
+            return " ".join([*tokens[:start], *words, *tokens[end:]]) + "?"
     if head in low:
         end = max(i for i, t in enumerate(low) if t == head)
         start = end
@@ -244,10 +255,44 @@ def _continue(fragment: str, last_question: str) -> str:
         if words[0].lower() not in _DETERMINERS and low[start] in _DETERMINERS:
             start += 1
         return " ".join([*tokens[:start], *words, *tokens[end + 1 :]]) + "?"
+    lead = words[0].lower()
+    if lead in _PREPOSITIONS and lead in low[1:]:  # "under Rollo" for "under him"
+        start = max(i for i, t in enumerate(low) if t == lead)
+        phrases = sum(w.lower() in _PREPOSITIONS for w in words)  # as many as the fragment has
+        end = start + 1
+        while end < len(low):
+            if low[end] in _PREPOSITIONS:
+                phrases -= 1
+                if not phrases:
+                    break
+            end += 1
+        return " ".join([*tokens[:start], *words, *tokens[end:]]) + "?"
     name, old = _last_name(words, 0), _last_name(tokens, 1)
     if name and old and name[1] == len(words):
         return " ".join([*tokens[: old[0]], *words[name[0] :], *tokens[old[1] :]]) + "?"
     return f"{last_question} {fragment}"
+
+
+def _own_sentence(question: str) -> str:
+    """The first sentence of a question read with the one before ("What is its population?
+    What is the most populous city?"), unless it has no words of its own ("Why? ...")."""
+    first = _QUESTION_END.split(question.strip(), maxsplit=1)[0]
+    words = _words(first)
+    return first if words and not all(w in _EMPTY for w in words) else question
+
+
+def _possessive(tokens: list[str], low: list[str]) -> tuple[int, int] | None:
+    """Where the question names an owner, as [start, end): "its", "his", "their", "her"
+    before a noun, or a name ending in "'s"."""
+    for i, word in enumerate(low):
+        if word in ("its", "his", "their") or (word == "her" and i + 1 < len(low)):
+            return i, i + 1
+        if word.endswith(("'s", "’s")) and tokens[i][:1].isupper():
+            start = i
+            while start > 1 and tokens[start - 1][:1].isupper():
+                start -= 1
+            return start, i + 1
+    return None
 
 
 def _noun_phrase(words: list[str]) -> tuple[int, int] | None:

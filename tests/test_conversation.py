@@ -20,6 +20,10 @@ def history(question: str, answer: str = "An earlier answer.") -> list[dict[str,
      "Who were the Petraliphae descended from?"),
     ("What desert is at the border with Nevada?", "And at the border with Arizona?",
      "What desert is at the border with Arizona?"),
+    ("What did the duchy become under Richard I?", "And under Rollo?",
+     "What did the duchy become under Rollo?"),
+    ("What is its population?", "And San Diego's?", "What is San Diego's population?"),
+    ("What is Los Angeles's population?", "And San Diego's?", "What is San Diego's population?"),
 ])
 def test_elliptical_continuations_take_the_place_of_the_matching_phrase(last, question, query):
     said = rewrite(question, history(last))
@@ -62,6 +66,18 @@ def test_asking_for_more_again_avoids_every_answer_given():
 def test_one_stands_for_the_noun_of_the_last_question(last, question, query):
     said = rewrite(question, history(last))
     assert said.query == query and said.why.startswith("continues the last question")
+
+
+def test_a_continuation_of_a_follow_up_matches_its_own_question():
+    turns = [*history("What is the most populous city in California?", "Los Angeles, with 3,792,621."),
+             *history("What is its population?", "3,792,621.")]
+    assert rewrite("And San Diego's?", turns).query == "What is San Diego's population?"
+
+
+def test_which_one_refers_back():
+    said = rewrite("Which one includes Las Vegas?", history("How many megaregions are there?", "Eleven."))
+    assert said.why.startswith("refers back ('one')") and said.query.endswith("Eleven.")
+    assert rewrite("Which one is larger?", []).why is None
 
 
 @pytest.mark.parametrize("question", ["Between which years?", "Among whom?", "Within which borders?"])
