@@ -124,12 +124,17 @@ def test_conversation_on_a_laptop(browser, server, seed_text):
 
     follow = ask(page, "What is her title?")
     expect(follow.locator(".answer-text")).to_contain_text("deputy assistant secretary")
+    expect(follow.locator(".follow-up")).to_have_text(  # how it was read, in plain sight
+        "Read as a follow-up: refers back ('her'): the last question and answer added; "
+        f"read as \"What is {first['short_answer']['text']}'s title?\"")
+    expect(reply.locator(".follow-up")).to_have_count(0)
     assert watch.asks[-1]["history"] == [{"role": "user", "content": DELEGATION},
                                          {"role": "assistant", "content": first["answer"],
                                           "short_answer": first["short_answer"]["text"]}]
 
     off = ask(page, EVEREST)
     expect(off.locator(".abstain-text")).to_have_text("The sources don't say.")
+    expect(off.locator(".follow-up")).to_have_count(0)  # a new topic is read as asked
     expect(off.locator(".answer-text")).to_have_count(0)
     passages = off.locator("button.passage")
     expected = api_answer(server, EVEREST)["passages"]

@@ -224,6 +224,9 @@
 
   function renderAnswer(result) {
     const bubble = el("div", "bubble answer");
+    if (result.follow_up) {  // how the question was read, as the CLI says it
+      bubble.append(el("p", "follow-up", `Read as a follow-up: ${result.follow_up}`));
+    }
     if (result.answerable) {
       const text = el("p", "answer-text");
       text.append(...withShortAnswer(result.answer, result.citations[0].start, result.short_answer));
