@@ -114,7 +114,7 @@ class SentenceReader:
         return ""
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: str = "", only_new: bool = False) -> Reading:
+             avoid: tuple[str, ...] = (), banned: tuple[str, ...] = (), only_new: bool = False) -> Reading:
         reading = read(data, passages, threshold)  # no short answers: ``banned`` has no use here
         if reading.answer is None or not repeats(data, reading.answer, avoid):
             return reading

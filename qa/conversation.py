@@ -9,8 +9,9 @@ rules that can be shown to the user (``Rewrite.why``):
 - a bare question word ("When?", "How many?", "Why?"), or no word of its own but a
   verb whose subject is left out ("How many were seized?"): it asks about the last
   question and its answer;
-- asking for more ("What else?", "Anything else?"): the last question again, and
-  no answer given so far is repeated (the reader abstains rather than repeat one);
+- asking for more ("What else?", "Anything else?"): the last question again; no
+  answer given so far is repeated, unless with a short answer not given yet (the
+  reader abstains rather than repeat one);
 - referring back with a pronoun or "that", "those", "there", "which one": the last
   question and answer are added as context.
 A follow-up never repeats the last answer's quote when another one answers
@@ -88,7 +89,8 @@ class Rewrite:
     read: str = ""  # what the reader reads in the windows found; empty: the query
     alone: str = ""  # the question as it would stand on its own, where a rule rewrote it so
     last: tuple[str, str] = ()  # for a follow-up: the last question and answer it builds on
-    more: bool = False  # asks for more: an answer in ``avoid`` is never given again
+    more: bool = False  # asks for more: an answer in ``avoid`` only with a short answer not in ``shown``
+    shown: tuple[str, ...] = ()  # asking for more: the short answers the conversation gave
     referent: str = ""  # for a follow-up: the last short answer, where the history gives it
     asked: str = ""  # the question as the user asked it
 
@@ -369,9 +371,10 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
         t["content"] for t in history if t["role"] == "assistant" and t["content"].strip()))
     if said.why is None:
         return said
+    shorts = [t.get("short_answer") or "" for t in history if t["role"] == "assistant"]
     return replace(said, last=(last_question, last_answer) if last_answer else (), asked=question.strip(),
-                   referent=next((t.get("short_answer") or "" for t in reversed(history)
-                                     if t["role"] == "assistant"), ""))
+                   referent=shorts[-1] if shorts else "",
+                   shown=tuple(s for s in shorts if s) if said.more else ())
 
 
 def _follow_up(question: str, last_question: str, last_answer: str,

@@ -130,8 +130,9 @@ class Engine:
         passages = self._retrieve(data, query, max(k, 5))
         reading = None
         if passages:
+            banned = tuple(dict.fromkeys(s for s in (referent, *said.shown) if s.strip()))
             reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid,
-                                       referent, said.more)
+                                       banned, said.more)
         result = {
             "question": question,
             "query": query,

@@ -130,13 +130,13 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndar
               in_window: np.ndarray, sentences: tuple[tuple[int, int], ...],
               banned: tuple[tuple[int, int], ...] = ()) -> Span | None:
     """The likeliest answer span of one window: start <= end, within MAX_ANSWER_TOKENS word
-    pieces and MAX_ANSWER_SENTENCES consecutive sentences, neither starting nor ending
-    inside a ``banned`` character range of the window text. Probabilities are over the
-    window's tokens only."""
+    pieces and MAX_ANSWER_SENTENCES consecutive sentences, touching no ``banned``
+    character range of the window text. Probabilities are over the window's tokens only."""
     tokens = np.flatnonzero(in_window)
     inside = np.zeros(len(tokens), bool)
     for a, b in banned:
         inside |= (offsets[tokens, 0] < b) & (offsets[tokens, 1] > a)
+    before = np.cumsum(inside)[~inside]  # banned tokens before each one a span may use
     tokens = tokens[~inside]  # the probabilities are over the tokens a span may use
     if len(tokens) == 0:
         return None
@@ -145,7 +145,7 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndar
     sentence = token_sentences(offsets, in_window, sentences)[tokens]
     scores = starts[:, None] + ends[None, :]
     i, j = np.indices(scores.shape)
-    allowed = ((j >= i) & (j - i < MAX_ANSWER_TOKENS)
+    allowed = ((j >= i) & (j - i < MAX_ANSWER_TOKENS) & (before[None, :] == before[:, None])
                & (sentence[None, :] - sentence[:, None] < MAX_ANSWER_SENTENCES))
     scores = np.where(allowed, scores, -np.inf)
     a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)

@@ -29,11 +29,12 @@ class Reader(Protocol):
         ...
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: str = "", only_new: bool = False) -> Reading:
+             avoid: tuple[str, ...] = (), banned: tuple[str, ...] = (), only_new: bool = False) -> Reading:
         """The answer in the passages, or an abstention below threshold; an answer quoted in
-        ``avoid`` (the last one, for a follow-up) only when nothing else answers, and never
-        with ``only_new`` (the user asked for more). ``banned``: for a follow-up, what it
-        refers to (the last short answer), which is never its own short answer."""
+        ``avoid`` (the last one, for a follow-up) only when nothing else answers, and with
+        ``only_new`` (the user asked for more) only for a short answer not given yet.
+        ``banned``: for a follow-up, what it refers to (the last short answer; when asking
+        for more, every short answer given), which is never part of its own short answer."""
         ...
 
 

@@ -188,7 +188,7 @@ class SpanReader:
         return [(batch, _threads().submit(self.model.run, batch.inputs)) for batch in batches]
 
     def _read(self, runs: list[tuple[Batch, Future]], windows: list[tuple[Window, int]],
-              banned: str = "") -> list[_Read]:
+              banned: tuple[str, ...] = ()) -> list[_Read]:
         """Each window's short answer and confidence, from its run; the short answer never
         starts or ends inside a mention of ``banned``."""
         reads = []
@@ -214,10 +214,8 @@ class SpanReader:
         return answer[read.short[0]:read.short[1]] if read.short else ""
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: str = "", only_new: bool = False) -> Reading:
+             avoid: tuple[str, ...] = (), banned: tuple[str, ...] = (), only_new: bool = False) -> Reading:
         cands = score(data, candidates(passages))
-        if only_new:  # asked for more: windows around what was not said yet
-            cands = [c for c in cands if not repeats(data, c.sentence, avoid)]
         if not cands:
             return Reading(None, None, 0.0)
         windows = self.windows(data, cands, WINDOWS + MORE_WINDOWS)
@@ -228,11 +226,15 @@ class SpanReader:
         if more and max(r.confidence for r in reads) < DEEPER:  # not convinced: read further
             reads += self._read(self._run([(question, w) for w, _ in more]), more, banned)
         read_order = reads
-        reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -_choice(*pair))]
-        if only_new:
-            reads = [r for r in reads if not repeats(data, r.sentence, avoid)]
+        if only_new:  # asked for more: a sentence quoted already, only for a new short answer
+            # The answerable head says whether a window answers, perhaps with what was given
+            # already: the confidence, which weighs the span too, chooses instead.
+            reads = sorted((r for r in reads if not repeats(data, r.sentence, avoid) or _new(r, banned)),
+                           key=lambda r: -r.confidence)
             if not reads:  # nothing read but what was said already
                 return Reading(None, None, 0.0)
+        else:
+            reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -_choice(*pair))]
         best = reads[0]
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
             floor = max(threshold, AVOID_RATIO * best.confidence)
@@ -264,15 +266,22 @@ def _whole(text: str) -> Window:
     return Window(text, 0, ((0, len(text)),))
 
 
-def _mentions(text: str, phrase: str) -> tuple[tuple[int, int], ...]:
-    """Where ``phrase`` occurs in ``text`` (case-insensitively), as character ranges."""
-    if not phrase.strip():
-        return ()
-    lowered, phrase = text.lower(), phrase.lower()
-    out, at = [], lowered.find(phrase)
-    while at >= 0:
-        out.append((at, at + len(phrase)))
-        at = lowered.find(phrase, at + 1)
+def _new(read: _Read, given: tuple[str, ...]) -> bool:
+    """The read's short answer holds none of the short answers ``given``."""
+    if read.short is None:
+        return False
+    start, end = read.short[0] - read.window.start, read.short[1] - read.window.start
+    return not any(a < end and start < b for a, b in _mentions(read.window.text, given))
+
+
+def _mentions(text: str, phrases: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """Where any of ``phrases`` occurs in ``text`` (case-insensitively), as character ranges."""
+    lowered, out = text.lower(), []
+    for phrase in (p.lower() for p in phrases if p.strip()):
+        at = lowered.find(phrase)
+        while at >= 0:
+            out.append((at, at + len(phrase)))
+            at = lowered.find(phrase, at + 1)
     return tuple(out)
 
 

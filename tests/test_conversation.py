@@ -232,15 +232,26 @@ def test_asking_for_more_never_repeats_an_answer(reader, first, more_found, engi
     from qa.engine import Engine
 
     engine = engine if reader == "span" else Engine(seed_index, reader=reader)
-    history = []
-    answers = []
+    history, quotes, shorts = [], [], []
     for question in (first, "What else?", "What else?"):
         result = engine.ask(question, history)
         history += exchange(question, result)
-        assert not any(result["answer"] and result["answer"] in a for a in answers)
-        answers.append(result["answer"])
+        short = (result["short_answer"] or {}).get("text", "")
+        if any(result["answer"] and result["answer"] in q for q in quotes):  # a sentence quoted again
+            assert short and not any(s in short for s in shorts)  # only for a short answer not given
+        quotes.append(result["answer"])
+        shorts.append(short)
         check(result, seed_text)
-    assert answers[0] and (bool(answers[1]) or not more_found)
+    assert quotes[0] and (bool(quotes[1]) or not more_found)
+
+
+def test_asking_for_more_finds_another_answer_in_the_same_sentence(engine, seed_text):
+    first = "What did the U.S. delegation raise concerns about?"
+    before, after = ask_after(engine, first, "What else?")
+    assert before["short_answer"]["text"] == "access to banking and contracted services"
+    assert after["answer"] == before["answer"]  # the sentence names both concerns
+    assert after["short_answer"]["text"].startswith("the need to ensure stable and sustainable staffing")
+    check(after, seed_text)
 
 
 def test_a_fragment_follow_up_over_the_seeds(engine, seed_text):

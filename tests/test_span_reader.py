@@ -93,6 +93,20 @@ def test_a_banned_mention_is_never_the_span_and_the_rest_share_the_probability()
     assert span.log_prob > -0.1  # nearly all the mass that is left
 
 
+def test_a_span_never_holds_a_banned_mention():
+    """Nor does it run across one: asked for more after "banking", not "banking and staffing"."""
+    sentences = ((0, 40),)
+    offsets = np.array([(0, 0)] + [(i, i + 2) for i in range(0, 40, 2)] + [(0, 0)])
+    in_window = np.array([False] + [True] * 20 + [False])
+    start, end = np.full(22, -9.0), np.full(22, -9.0)
+    start[1], end[6] = 8.0, 8.0  # characters 0-12: a span around the given answer (4-8)
+    start[8], end[9] = 2.0, 2.0  # characters 14-18: another answer
+    span = best_span(start, end, offsets, in_window, sentences)
+    assert (span.start, span.end) == (0, 12)
+    span = best_span(start, end, offsets, in_window, sentences, banned=((4, 8),))
+    assert (span.start, span.end) == (14, 18)
+
+
 def test_a_multi_sentence_answer_is_cited_exactly(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "complexity.txt").write_text(DECISION, encoding="utf-8")
