@@ -21,7 +21,8 @@ short answer is what a word points at, the reader reads it in the word's place
 (``Rewrite.resolved``): "he" or "her" after a "who" question ("What did he hail?" is
 read "What did Vladimir Putin hail?"), "there" after a "where" question, and a bare
 question word after a "who did it" question ("When?" after "Who led the Normans of
-Edessa?" is read "When? Robert Crispin led the Normans of Edessa.").
+Edessa?" is read "When? Robert Crispin led the Normans of Edessa."). "They", "them" and
+"their" are read as the group the last question asks about ("the Normans").
 """
 
 from __future__ import annotations
@@ -100,15 +101,19 @@ class Rewrite:
 
     def resolved(self, referent: str) -> Rewrite:
         """This follow-up with ``referent`` (the last answer's short answer) read in place of
-        the words that point at it; itself when no word does (see the module)."""
-        if not self.last or not referent.strip() or len(referent.split()) > MAX_REFERENT_WORDS:
+        the words that point at it, and "they", "them", "their" read as the group the last
+        question asks about; itself when no word does (see the module)."""
+        if not self.last:
             return self
-        read = _resolve(self.asked, self.last[0], referent.strip())
+        referent = referent.strip()
+        named = bool(referent) and len(referent.split()) <= MAX_REFERENT_WORDS
+        read = _resolve(self.asked, self.last[0], referent) if named else None
+        read = _name_the_group(read or self.asked, self.last[0]) or read
         if read is None:
             return self
         # Retrieval searches the question as read, still with the last exchange beside it.
         query = self.query.replace(self.asked, read, 1)
-        if _refers_back(read.replace(referent.strip(), "")):  # another word still points back
+        if _refers_back(read.replace(referent, "") if referent else read):  # another word still points back
             read = f"{read} {self.last[0]}"
         return replace(self, query=query, read=read, alone=read, why=f"{self.why}; read as {read!r}")
 
@@ -340,6 +345,39 @@ def _resolve(question: str, last_question: str, referent: str) -> str | None:
     return None
 
 
+_PLURAL_PRONOUNS = {"they": "{}", "them": "{}", "their": "{}'"}
+# "the Normans", "the parties", "the Russian diplomats": "the", then words, the last a plural
+# noun (not "the United States", a name; not "the process", "the status", "the analysis").
+_GROUP = re.compile(r"\bthe((?:\s+[A-Za-z][\w-]*){0,2}?\s+[A-Za-z][\w-]*[^sui\W]s)\b")
+
+
+def _name_the_group(question: str, last_question: str) -> str | None:
+    """``question`` with "they", "them", "their" read as the group the last question asks
+    about ("What language did they adopt?" after "What religion were the Normans?" reads
+    "What language did the Normans adopt?"); None when it has no such word or the last
+    question names no group. After a "who" question they are its answer instead."""
+    if _words(last_question)[:1] in (["who"], ["whom"]):
+        return None
+    group = next((m for m in _GROUP.finditer(last_question)
+                  if not _is_name(m.group(1).split())), None)
+    if group is None:
+        return None
+    tokens = question.split()
+    changed = False
+    for i, token in enumerate(tokens):
+        word, tail = _split_word(token)
+        form = _PLURAL_PRONOUNS.get(word.lower())
+        if form is not None:
+            tokens[i] = form.format(f"the{group.group(1)}") + tail
+            changed = True
+    return " ".join(tokens) if changed else None
+
+
+def _is_name(words: list[str]) -> bool:
+    """Capitalised words before a capitalised last one: "United States", not "Normans"."""
+    return len(words) > 1 and words[-1][:1].isupper() and words[-2][:1].isupper()
+
+
 def _split_word(token: str) -> tuple[str, str]:
     """A token as its word and the punctuation after it: "him?" -> ("him", "?")."""
     end = len(token)
@@ -356,8 +394,7 @@ def _asked(history: list[dict[str, str]]) -> str:
     for i in range(len(history) - 1, -1, -1):
         if history[i]["role"] == "user":
             question = history[i]["content"].strip()
-            said = rewrite(question, history[:i])
-            said = said.resolved(said.referent) if said.referent else said
+            said = rewrite(question, history[:i]).resolved(rewrite(question, history[:i]).referent)
             return said.alone or question
     return ""
 

@@ -156,6 +156,29 @@ def test_nothing_is_read_in_where_no_rule_applies(last, question, referent):
     assert said.resolved(referent) == said
 
 
+@pytest.mark.parametrize(("last", "question", "read"), [
+    ("What religion were the Normans?", "What language did they adopt?",
+     "What language did the Normans adopt?"),
+    ("What language did the Normans adopt?", "What was their religion?", "What was the Normans' religion?"),
+    ("What did the parties agree to ensure?", "When did they meet?", "When did the parties meet?"),
+    ("When did the Russian diplomats leave?", "Why did they leave?", "Why did the Russian diplomats leave?"),
+])
+def test_they_is_read_as_the_group_the_last_question_asks_about(last, question, read):
+    said = rewrite(question, history(last)).resolved("")
+    assert said.read == read and said.why.endswith(f"read as {read!r}")
+    assert said.query.startswith(read) and last in said.query  # still searched with the last exchange
+
+
+@pytest.mark.parametrize(("last", "question"), [
+    ("Who did the Normans fight?", "Where did they fight?"),  # after "who", "they" may be the answer
+    ("What did Russia offer the United States?", "What did they say?"),  # a name, not a group
+    ("Where did senior officials negotiate?", "What did they agree?"),  # no "the": left to the reader
+])
+def test_they_is_not_read_as_a_group_it_may_not_be(last, question):
+    said = rewrite(question, history(last))
+    assert said.resolved("") == said and said.read == f"{question} {last}"
+
+
 def test_the_history_gives_the_short_answer_a_follow_up_refers_to():
     result = {"answer": "Sonata Coulter, who led the U.S. delegation, and Alexander Darchiyev met.",
               "short_answer": {"text": "Sonata Coulter", "source": "s", "start": 0, "end": 14}}
@@ -260,6 +283,27 @@ def test_a_fragment_follow_up_over_the_seeds(engine, seed_text):
     assert after["follow_up"].startswith("a fragment")
     assert after["short_answer"]["text"] == "2016 and 2018"
     check(after, seed_text)
+
+
+NORMANS = ("The Normans were famed for their martial spirit and eventually for their Christian piety, "
+           "becoming exponents of the Catholic orthodoxy into which they assimilated. They adopted the "
+           "Gallo-Romance language of the Frankish land they settled, their dialect becoming known as "
+           "Norman, Normaund or Norman French, an important literary language.\n")
+
+
+def test_they_follow_up_over_a_document(tmp_path, embedder):
+    from qa.engine import Engine
+    from qa.indexing import build_index
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "normans.txt").write_text(NORMANS, encoding="utf-8")
+    build_index([tmp_path / "docs"], tmp_path / "index", embedder, report=lambda _: None)
+    engine = Engine(tmp_path / "index")
+    before, after = ask_after(engine, "What religion were the Normans?", "What language did they adopt?")
+    assert "Catholic" in before["short_answer"]["text"]
+    assert after["follow_up"].endswith("read as 'What language did the Normans adopt?'")
+    assert after["short_answer"]["text"].startswith("Gallo-Romance")
+    check(after, NORMANS)
 
 
 def test_topic_change_is_answered_as_if_alone(engine):
