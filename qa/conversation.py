@@ -394,8 +394,8 @@ def _asked(history: list[dict[str, str]]) -> str:
     for i in range(len(history) - 1, -1, -1):
         if history[i]["role"] == "user":
             question = history[i]["content"].strip()
-            said = rewrite(question, history[:i]).resolved(rewrite(question, history[:i]).referent)
-            return said.alone or question
+            said = rewrite(question, history[:i])
+            return said.resolved(said.referent).alone or question
     return ""
 
 
