@@ -22,7 +22,8 @@ short answer is what a word points at, the reader reads it in the word's place
 read "What did Vladimir Putin hail?"), "there" after a "where" question, and a bare
 question word after a "who did it" question ("When?" after "Who led the Normans of
 Edessa?" is read "When? Robert Crispin led the Normans of Edessa."). "They", "them" and
-"their" are read as the group the last question asks about ("the Normans").
+"their" are read as the group the last question asks about ("the Normans"), and "the
+Russian one" as "the Russian delegation" after "Who led the U.S. delegation?".
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class Rewrite:
         named = bool(referent) and len(referent.split()) <= MAX_REFERENT_WORDS
         read = _resolve(self.asked, self.last[0], referent) if named else None
         read = _name_the_group(read or self.asked, self.last[0]) or read
+        if self.asked in self.query:  # a continuation put its own "one" in place already
+            read = _name_the_one(read or self.asked, self.last[0]) or read
         if read is None:
             return self
         # Retrieval searches the question as read, still with the last exchange beside it.
@@ -201,8 +204,11 @@ def _refers_back(question: str) -> str | None:
         after = words[i + 1] if i + 1 < len(words) else ""
         if w in _PERSONAL and not named:
             return w
-        if w in _DEMONSTRATIVE or (w in ("one", "ones") and before in ("which", "other", "another")):
+        if w in _DEMONSTRATIVE:
             return w
+        if w in ("one", "ones") and after != "of" and (
+                before in ("which", "other", "another") or (i > 1 and words[i - 2] == "the")):
+            return w  # "Which one includes Las Vegas?", "the Russian one"; not "one of the planets"
         if w == "that" and (i == 0 or after == "" or before in _BEFORE_THAT):
             return w
         if w == "there" and before not in _BE and after not in _BE:
@@ -373,6 +379,22 @@ def _name_the_group(question: str, last_question: str) -> str | None:
     return " ".join(tokens) if changed else None
 
 
+def _name_the_one(question: str, last_question: str) -> str | None:
+    """``question`` with "the X one" read as the last question's phrase with X: "Who led
+    the Russian one?" after "Who led the U.S. delegation?" reads "Who led the Russian
+    delegation?"; None when it has none or the last question no such phrase."""
+    tokens = question.split()
+    low = [_split_word(t)[0].lower() for t in tokens]
+    at = next((i for i in range(2, len(low)) if low[i] in ("one", "ones") and low[i - 2] == "the"
+               and low[i - 1] not in _DETERMINERS), None)
+    last = _own_sentence(last_question).rstrip(" ?.!").split()
+    phrase = _noun_phrase([t.lower().strip(",;:") for t in last])
+    if at is None or phrase is None:
+        return None
+    tokens[at] = last[phrase[1] - 1].strip(",;:") + _split_word(tokens[at])[1]
+    return " ".join(tokens)
+
+
 def _is_name(words: list[str]) -> bool:
     """Capitalised words before a capitalised last one: "United States", not "Normans"."""
     return len(words) > 1 and words[-1][:1].isupper() and words[-2][:1].isupper()
@@ -435,8 +457,9 @@ def _follow_up(question: str, last_question: str, last_answer: str,
         return Rewrite(f"{with_last} {last_answer}".strip(),
                        "a fragment, not a sentence: asks about the last question and answer", avoid,
                        alone=with_last)
-    for lead in _CONTINUATIONS:
-        if lowered.startswith(lead) and words and words[-1] not in _EMPTY and not _refers_back(text):
+    for lead in _CONTINUATIONS:  # "one" in a fragment is the continuation's own ("the American one")
+        if (lowered.startswith(lead) and words and words[-1] not in _EMPTY
+                and _refers_back(text) in (None, "one", "ones")):
             fragment = text[len(lead):].strip()
             if _words(fragment) and _words(fragment)[0] in _QUESTION_WORDS:
                 break  # "And when did they meet?" is a question of its own, perhaps referring back

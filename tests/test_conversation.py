@@ -74,6 +74,16 @@ def test_a_continuation_of_a_follow_up_matches_its_own_question():
     assert rewrite("And San Diego's?", turns).query == "What is San Diego's population?"
 
 
+@pytest.mark.parametrize(("last", "question", "read"), [
+    ("Who led the U.S. delegation?", "And who led the Russian one?", "And who led the Russian delegation?"),
+    ("What is the most populous city in California?", "What is the population of the smallest one?",
+     "What is the population of the smallest city?"),
+])
+def test_the_x_one_in_a_question_is_read_with_the_last_phrase(last, question, read):
+    said = rewrite(question, history(last)).resolved("")
+    assert said.reader_question == read and said.why.startswith("refers back ('one')")
+
+
 def test_which_one_refers_back():
     said = rewrite("Which one includes Las Vegas?", history("How many megaregions are there?", "Eleven."))
     assert said.why.startswith("refers back ('one')") and said.query.endswith("Eleven.")
@@ -106,6 +116,7 @@ def test_a_follow_up_of_a_follow_up_keeps_the_first_question():
     "What is carrageenan?",  # a noun of its own, not a verb
     "What is the need?",  # "-eed" nouns are not past tenses
     "Who was Rollo?",  # a name
+    "Which one of the planets is the largest?",  # "one of" names its own set
 ])
 def test_questions_that_stand_alone_are_not_bent(question):
     said = rewrite(question, history("Who led the U.S. delegation?"))
