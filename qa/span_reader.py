@@ -190,7 +190,7 @@ class SpanReader:
     def _read(self, runs: list[tuple[Batch, Future]], windows: list[tuple[Window, int]],
               banned: tuple[str, ...] = ()) -> list[_Read]:
         """Each window's short answer and confidence, from its run; the short answer never
-        starts or ends inside a mention of ``banned``."""
+        touches a mention of ``banned``."""
         reads = []
         for (window, first), (batch, run) in zip(windows, runs):
             start, end, answerable = run.result()
@@ -227,9 +227,10 @@ class SpanReader:
             reads += self._read(self._run([(question, w) for w, _ in more]), more, banned)
         read_order = reads
         if only_new:  # asked for more: a sentence quoted already, only for a new short answer
-            # The answerable head says whether a window answers, perhaps with what was given
-            # already: the confidence, which weighs the span too, chooses instead.
-            reads = sorted((r for r in reads if not repeats(data, r.sentence, avoid) or _new(r, banned)),
+            # (short answers never touch those given: ``banned``). The answerable head says
+            # whether a window answers, perhaps with what was given already: the confidence,
+            # which weighs the span too, chooses instead.
+            reads = sorted((r for r in reads if r.short is not None or not repeats(data, r.sentence, avoid)),
                            key=lambda r: -r.confidence)
             if not reads:  # nothing read but what was said already
                 return Reading(None, None, 0.0)
@@ -264,14 +265,6 @@ def _choice(place: int, read: _Read) -> float:
 def _whole(text: str) -> Window:
     """A text read as one window of one sentence."""
     return Window(text, 0, ((0, len(text)),))
-
-
-def _new(read: _Read, given: tuple[str, ...]) -> bool:
-    """The read's short answer holds none of the short answers ``given``."""
-    if read.short is None:
-        return False
-    start, end = read.short[0] - read.window.start, read.short[1] - read.window.start
-    return not any(a < end and start < b for a, b in _mentions(read.window.text, given))
 
 
 def _mentions(text: str, phrases: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
