@@ -36,17 +36,12 @@ def test_the_reader_ships_small_and_is_the_default(engine):
     assert engine.health()["reader"] == "span"
 
 
-# The shipped model gets these two wrong (it reads "Alexander Darchiyev" and "United States");
-# strict, so a better model that gets them right must turn them back into plain cases.
-MODEL_ERROR = pytest.mark.xfail(strict=True, reason="known error of the shipped reader model (issue 9)")
-
-
 @pytest.mark.parametrize(("question", "expected"), [
-    pytest.param("Who led the U.S. delegation?", "Sonata Coulter", marks=MODEL_ERROR),
-    pytest.param("Where were the consultations held?", "Istanbul", marks=MODEL_ERROR),
+    ("Who led the U.S. delegation?", "Sonata Coulter"),
+    ("Where were the consultations held?", "Istanbul"),
     ("Who heads the North America department of the Russian Foreign Ministry?", "Alexander Darchiyev"),
     ("When did Russia send troops into Ukraine?", "Feb. 24, 2022"),
-    ("Who did Donald Trump have a call with?", "Russian President Vladimir Putin"),
+    ("Who did Donald Trump have a call with?", "Vladimir Putin"),
     ("What did Putin say the first contacts with the new U.S. administration encourage?", "certain hopes"),
 ])
 def test_short_answers_over_the_seeds(engine, seed_text, question, expected):
@@ -57,11 +52,13 @@ def test_short_answers_over_the_seeds(engine, seed_text, question, expected):
 
 
 # Wikipedia, "Computational complexity theory" (CC BY-SA), as in SQuAD 2.0's dev set.
-DECISION = ("Decision problems are one of the central objects of study in computational complexity "
-            "theory. A decision problem is a special type of computational problem whose answer is "
-            "either yes or no, or alternately either 1 or 0. A decision problem can be viewed as a "
-            "formal language, where the members of the language are instances whose output is yes, "
-            "and the non-members are those instances whose output is no.\n")
+ANALYSIS = ("To classify the computation time (or similar resources, such as space consumption), one is "
+            "interested in proving upper and lower bounds on the minimum amount of time required by the "
+            "most efficient algorithm solving a given problem. The complexity of an algorithm is usually "
+            "taken to be its worst-case complexity, unless specified otherwise. Analyzing a particular "
+            "algorithm falls under the field of analysis of algorithms. To show an upper bound T(n) on "
+            "the time complexity of a problem, one needs to show only that there is a particular "
+            "algorithm with running time at most T(n).\n")
 
 
 def test_a_span_may_run_on_into_the_next_sentences_but_no_further():
@@ -109,19 +106,18 @@ def test_a_span_never_holds_a_banned_mention():
 
 def test_a_multi_sentence_answer_is_cited_exactly(tmp_path):
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "complexity.txt").write_text(DECISION, encoding="utf-8")
+    (tmp_path / "docs" / "complexity.txt").write_text(ANALYSIS, encoding="utf-8")
     assert main(["index", str(tmp_path / "docs"), "--index", str(tmp_path / "index")]) == 0
     engine = Engine(tmp_path / "index")
     # A SQuAD 2.0 dev question, typo and all: the model's span runs on over the sentence end.
-    result, reading = engine.answer("What is a typical type of computational problem whose answer is "
-                                    "either yer or no?")
-    assert reading.through == reading.answer + 1  # the short answer runs on into the second sentence
-    short = check_short(result, DECISION)
+    result, reading = engine.answer("What does not fall under the field of analysis of algorithms>")
+    assert reading.through == reading.answer + 1  # the short answer runs on into the next sentence
+    short = check_short(result, ANALYSIS)
     (citation,) = result["citations"]
-    assert DECISION[citation["start"]:citation["end"]] == citation["quote"] == result["answer"]
-    assert citation["quote"].startswith("Decision problems are")
-    assert citation["quote"].endswith("either yes or no, or alternately either 1 or 0.")
-    assert short["text"].endswith("A decision problem")
+    assert ANALYSIS[citation["start"]:citation["end"]] == citation["quote"] == result["answer"]
+    assert citation["quote"].startswith("The complexity of an algorithm")
+    assert citation["quote"].endswith("falls under the field of analysis of algorithms.")
+    assert short["text"].endswith("Analyzing a particular algorithm")
 
 
 def test_confidence_separates_a_clear_answer_from_off_topic(engine):
