@@ -130,16 +130,16 @@ def _record(engine: Engine, q: Question, files: dict[str, str]) -> dict:
         else reading.evidence.tolist(),
         "best_right": bool(q.gold) and any(normalize(g) in normalize(best) for g in golds),
         "windows_read": len(reading.windows) if reading else 0,
-        "read_holds": bool(reading) and any(_holds(data, w, q) for w in reading.windows),
+        "read_holds": bool(reading) and any(holds_gold(data, w, q) for w in reading.windows),
         "chosen_holds": bool(reading and reading.windows)
-        and _holds(data, reading.windows[reading.chosen], q),
+        and holds_gold(data, reading.windows[reading.chosen], q),
         # Would the reader's best guess be right, had it answered: the reliability table's truth.
         "right": bool(q.gold) and (f1(best_short, golds) >= 0.5 if reading and reading.short
                                    else any(normalize(g) in normalize(best) for g in golds)),
     }
 
 
-def _holds(data: IndexData, window: tuple[int, int, int], q: Question) -> bool:
+def holds_gold(data: IndexData, window: tuple[int, int, int], q: Question) -> bool:
     """The window (document, start, end) holds one of the question's gold answers whole."""
     doc, start, end = window
     return data.documents[doc].source == q.source and any(start <= s and e <= end for s, e, _ in q.gold)

@@ -204,13 +204,19 @@ class SpanReader:
                 first + (span.sentence if span else 0), first + (span.through if span else 0)))
         return reads
 
+    def read_windows(self, question: str, windows: list[tuple[Window, int]],
+                     banned: tuple[str, ...] = ()) -> list[_Read]:
+        """Each window (with its first sentence's id) read by the model, side by side: its
+        short answer, confidence and evidence. ``question`` is already clipped."""
+        return self._read(self._run([(question, w) for w, _ in windows]), windows, banned)
+
     def referent(self, question: str, answer: str) -> str:
         """The short answer ``question`` gets from ``answer`` read whole: what a follow-up
         refers to."""
         whole = _whole(answer)
         with self._lock:
             question = clip_question(self.tokenizer, question)
-        read = self._read(self._run([(question, whole)]), [(whole, 0)])[0]
+        read = self.read_windows(question, [(whole, 0)])[0]
         return answer[read.short[0]:read.short[1]] if read.short else ""
 
     def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
@@ -222,9 +228,9 @@ class SpanReader:
         with self._lock:
             question = clip_question(self.tokenizer, query)
         opening, more = windows[:WINDOWS], windows[WINDOWS:]
-        reads = self._read(self._run([(question, w) for w, _ in opening]), opening, banned)
+        reads = self.read_windows(question, opening, banned)
         if more and max(r.confidence for r in reads) < DEEPER:  # not convinced: read further
-            reads += self._read(self._run([(question, w) for w, _ in more]), more, banned)
+            reads += self.read_windows(question, more, banned)
         read_order = reads
         if only_new:  # asked for more: a sentence quoted already, only for a new short answer
             # (short answers never touch those given: ``banned``). The answerable head says
@@ -235,7 +241,7 @@ class SpanReader:
             if not reads:  # nothing read but what was said already
                 return Reading(None, None, 0.0)
         else:
-            reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -_choice(*pair))]
+            reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -window_choice(*pair))]
         best = reads[0]
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
             floor = max(threshold, AVOID_RATIO * best.confidence)
@@ -256,7 +262,7 @@ class SpanReader:
                        corroborating(data, ordered), best.short, best.through, **seen)
 
 
-def _choice(place: int, read: _Read) -> float:
+def window_choice(place: int, read: _Read) -> float:
     """How strongly a window, read ``place``-th, claims to hold the answer."""
     logit, log_prob = read.evidence
     return CHOOSE_ANSWERABLE * logit + log_prob + CHOOSE_FIRST * (place == 0) - CHOOSE_RANK * place
