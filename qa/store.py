@@ -39,7 +39,7 @@ from .lexical import Lexical, Postings
 from .shards import Dense, Rows
 from .sources import Document
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: initials with full stops ("U.S.") are one BM25 word
 # One question is one search: FAISS's OpenMP threads only add overhead there, and the
 # server already answers requests on several threads.
 faiss.omp_set_num_threads(1)
@@ -271,13 +271,21 @@ STOPWORDS = sorted(set(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "could", "
 
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # the word pattern bm25s and scikit-learn use
+# Initials written with full stops ("U.S.", "U.K.", "D.C."): one word, as written without
+# them ("US"), where the word pattern would drop every letter.
+_INITIALS = re.compile(r"(?<![\w.])(?:[^\W\d_]\.)+[^\W\d_]\.?(?!\w)")
 _STOP = frozenset(STOPWORDS)
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased, stemmed words without English stop words (BM25's vocabulary)."""
     stem = _stemmer().stemWords
-    return [stem([w for w in _WORD.findall(t.lower()) if w not in _STOP]) for t in texts]
+    return [stem([w for w in _WORD.findall(_INITIALS.sub(_undotted, t).lower()) if w not in _STOP])
+            for t in texts]
+
+
+def _undotted(match: re.Match) -> str:
+    return match.group(0).replace(".", "")
 
 
 @lru_cache(maxsize=1)

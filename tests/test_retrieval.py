@@ -6,7 +6,7 @@ import numpy as np
 
 from qa.engine import Engine
 from qa.indexing import build_index
-from qa.retrieval import candidate_focus
+from qa.retrieval import candidate_focus, lexical_search, make_query
 
 TOPIC = ("CCL3L1 is a chemokine that binds CCR5, the co-receptor HIV-1 uses to enter cells, and the CCL3L1 "
          "gene varies in copy number between people. ")
@@ -58,3 +58,22 @@ def test_a_word_every_candidate_holds_does_not_tell_them_apart():
 def test_no_word_found_leaves_every_weight_whole():
     focus = candidate_focus(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 2, 5)
     assert focus.tolist() == [1.0, 1.0]
+
+
+
+
+
+def test_initials_with_full_stops_are_the_same_word_without_them(tmp_path, embedder):
+    # "U.S." used to be no word at all to the word index (single letters are not words), so
+    # "US" in a question matched only text that writes it without full stops.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "us.txt").write_text("The U.S. embassy in Moscow asked once again for more staff this year.\n",
+                                 encoding="utf-8")
+    (docs / "paris.txt").write_text("The Paris embassy asked for more staff.\n", encoding="utf-8")
+    build_index([docs], tmp_path / "index", embedder, report=lambda _: None)
+    data = Engine(tmp_path / "index", reader="sentence").data
+    for question in ("Did the US embassy ask for staff?", "Did the U.S. embassy ask for staff?"):
+        query = make_query(data, question, np.zeros(data.chunk_vectors.shape[1], np.float32))
+        ids, _ = lexical_search(data, query, 2)
+        assert data.documents[int(data.spans["chunk_doc"][ids[0]])].source == "us.txt", question
