@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import stat
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from .lexical import Lexical, Postings
 from .shards import Dense, Rows
 from .sources import Document
 
-FORMAT_VERSION = 4  # 4: initials with full stops ("U.S.") are one BM25 word
+FORMAT_VERSION = 4  # 4: BM25 words without accents, and initials with full stops ("U.S.") one word
 # One question is one search: FAISS's OpenMP threads only add overhead there, and the
 # server already answers requests on several threads.
 faiss.omp_set_num_threads(1)
@@ -274,14 +275,21 @@ _WORD = re.compile(r"(?u)\b\w\w+\b")  # the word pattern bm25s and scikit-learn 
 # Initials written with full stops ("U.S.", "U.K.", "D.C."): one word, as written without
 # them ("US"), where the word pattern would drop every letter.
 _INITIALS = re.compile(r"(?<![\w.])(?:[^\W\d_]\.)+[^\W\d_]\.?(?!\w)")
+_ACCENTS = re.compile(r"[\u0300-\u036f]")
 _STOP = frozenset(STOPWORDS)
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-cased, stemmed words without English stop words (BM25's vocabulary)."""
+    """Lower-cased, stemmed words without English stop words (BM25's vocabulary), their
+    accents off as the embedder's tokenizer takes them off: "Zurich" finds "Zürich"."""
     stem = _stemmer().stemWords
-    return [stem([w for w in _WORD.findall(_INITIALS.sub(_undotted, t).lower()) if w not in _STOP])
-            for t in texts]
+    return [stem([w for w in _WORD.findall(_plain(t)) if w not in _STOP]) for t in texts]
+
+
+def _plain(text: str) -> str:
+    if not text.isascii():
+        text = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
+    return _INITIALS.sub(_undotted, text).lower()
 
 
 def _undotted(match: re.Match) -> str:
