@@ -39,14 +39,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where the corpus and index go (kept, and reused when there)")
+                        help="where the corpus and index go (kept; an index there is updated)")
     parser.add_argument("--depth", type=int, default=20, help="chunks the reranker reads")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="qa-ceiling-")
     work = args.work_dir or Path(tmp.name)
     questions = [q for q in load_squad(args.dataset, work / "corpus") if q.gold]
-    if not (work / "index").exists():
-        build_index([work / "corpus"], work / "index", Embedder(), report=lambda _: None, progress=False)
+    build_index([work / "corpus"], work / "index", Embedder(), report=lambda _: None, progress=False)
     engine = Engine(work / "index")
     reader, data = engine.reader, engine.data
     read_holds = {n: [] for n in COUNTS}
