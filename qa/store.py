@@ -287,6 +287,7 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 
 def _plain(text: str) -> str:
+    """The text as its words are matched: accents off, initials undotted, lower case."""
     if not text.isascii():
         text = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
     return _INITIALS.sub(_undotted, text).lower()

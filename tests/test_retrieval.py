@@ -61,10 +61,6 @@ def test_no_word_found_leaves_every_weight_whole():
     assert focus.tolist() == [1.0, 1.0]
 
 
-
-
-
-
 @pytest.mark.parametrize("written, other, asked", [
     # "U.S." used to be no word at all to the word index (single letters are not words).
     ("The U.S. embassy in Moscow asked once again for more staff this year.",
