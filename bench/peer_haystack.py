@@ -10,7 +10,7 @@ start, end) goes into an InMemoryDocumentStore, embedded by SentenceTransformers
 with the same model. Each question runs through text embedder -> embedding retriever and BM25
 retriever (top_k=depth each) -> DocumentJoiner (reciprocal rank fusion, top 5). recall@k is the
 share of answerable SQuAD questions with a gold answer span inside one of the top k chunks, as in
-qa/evaluation.py; latency is the query pipeline's run alone, after a warm-up.
+qa/training/evaluation.py; latency is the query pipeline's run alone, after a warm-up.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from haystack_integrations.components.embedders.sentence_transformers import (
     SentenceTransformersTextEmbedder,
 )
 
-DEPTH = 50  # candidates from each retriever before fusion, as qa.retrieval.DEPTH
-BATCH_SIZE = 64  # as qa.embedding.BATCH_SIZE
+DEPTH = 50  # candidates from each retriever before fusion, as qa.retriever.hybrid.DEPTH
+BATCH_SIZE = 64  # as qa.index.embedding.BATCH_SIZE
 WARMUP = 5
 
 
@@ -57,7 +57,8 @@ def default_model() -> str:
 
 
 def load_questions(path: Path) -> list[Question]:
-    """The answerable questions, gold spans placed in the article files as qa.evaluation.load_squad does."""
+    """The answerable questions, gold spans placed in the article files as
+    qa.training.evaluation.load_squad does."""
     questions: list[Question] = []
     for number, article in enumerate(json.loads(path.read_text(encoding="utf-8"))["data"]):
         title = str(article.get("title") or f"article-{number}")

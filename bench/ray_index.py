@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa.embedding import Embedder
-from qa.indexing import build_index
-from qa.ray_build import RaySegments, ray_session, require_ray
+from qa.index.build import build_index
+from qa.index.embedding import Embedder
+from qa.index.ray_build import RaySegments, ray_session, require_ray
 
 WORDS = ["harbour", "council", "ferry", "lighthouse", "granite", "winter", "market", "fishermen",
          "archive", "bridge", "railway", "museum", "orchard", "glacier", "valley", "river", "ledger",

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.answer import Candidate, candidates, score
-from qa.embedding import Embedder
 from qa.engine import Engine
-from qa.evaluation import holds_gold, load_squad
-from qa.indexing import build_index
-from qa.reader_windows import clip_question
-from qa.retrieval import make_query, retrieve
-from qa.span_reader import window_choice
+from qa.index.build import build_index
+from qa.index.embedding import Embedder
+from qa.readers.base import Candidate, candidates, score
+from qa.readers.span import window_choice
+from qa.readers.windows import clip_question
+from qa.retriever.hybrid import make_query, retrieve
+from qa.training.evaluation import holds_gold, load_squad
 
 COUNTS = (2, 4, 8, 16)
 MIXES = (0.0, 1.0, 2.0, 4.0)
@@ -57,7 +57,7 @@ def main() -> None:
                             max(5, args.depth))
         windows = reader.windows(data, score(data, candidates(passages)), max(COUNTS))
         reads = reader.read_windows(question, windows)
-        holds = [holds_gold(data, (int(data.spans["sent_doc"][r.first]), r.window.start,
+        holds = [holds_gold(data, (data.sentence_document(r.first), r.window.start,
                                    r.window.start + len(r.window.text)), q) for r in reads]
         for n in COUNTS:
             read_holds[n].append(any(holds[:n]))
@@ -65,12 +65,11 @@ def main() -> None:
             chosen_holds[n].append(choice is not None and holds[choice])
         best, chunk_holds = [], []
         for p in passages:
-            first, last = int(data.spans["chunk_first"][p.chunk]), int(data.spans["chunk_last"][p.chunk])
-            whole = [Candidate(s, p.chunk, np.zeros(0), 0.0) for s in range(first, last)]
+            whole = [Candidate(s, p.chunk, np.zeros(0), 0.0) for s in data.chunk_sentences(p.chunk)]
             tiles = reader.windows(data, whole, len(whole))
             best.append(max(r.evidence[0] for r in reader.read_windows(question, tiles)))
-            start, end = int(data.spans["chunk_start"][p.chunk]), int(data.spans["chunk_end"][p.chunk])
-            chunk_holds.append(holds_gold(data, (int(data.spans["chunk_doc"][p.chunk]), start, end), q))
+            _, start, end = data.chunk_span(p.chunk)
+            chunk_holds.append(holds_gold(data, (data.chunk_document(p.chunk), start, end), q))
         before.append(any(chunk_holds[:5]))
         for a in MIXES:
             order = np.argsort(-(np.array(best) + a * np.array([p.score for p in passages])), kind="stable")

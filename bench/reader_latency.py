@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.answer import candidates, score
-from qa.embedding import Embedder
 from qa.engine import Engine
-from qa.indexing import build_index
-from qa.reader_windows import clip_question
-from qa.retrieval import make_query, retrieve
+from qa.index.build import build_index
+from qa.index.embedding import Embedder
+from qa.readers.base import ReadRequest, candidates, score
+from qa.readers.windows import clip_question
+from qa.retriever.hybrid import make_query, retrieve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def main() -> None:
             t1 = time.perf_counter()
             passages = retrieve(data, make_query(data, q, vector), 5)
             t2 = time.perf_counter()
-            reader.read(data, passages, q, reader.default_threshold)
+            reader.read(ReadRequest(data, passages, q, reader.default_threshold))
             t3 = time.perf_counter()
             windows = reader.windows(data, score(data, candidates(passages)))
             question = clip_question(reader.tokenizer, q)

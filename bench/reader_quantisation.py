@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.embedding import default_model_path
-from qa.reader_examples import load_articles, split_articles, validation_examples
-from qa.reader_windows import encode, load_tokenizer
-from qa.span_reader import OnnxReaderModel
-from qa.train_reader import paragraph_scores, predict_windows, quantize, window_scores
+from qa.index.embedding import default_model_path
+from qa.readers.span import OnnxReaderModel
+from qa.readers.windows import encode, load_tokenizer
+from qa.training.examples import load_articles, split_articles, validation_examples
+from qa.training.train import paragraph_scores, predict_windows, quantize, window_scores
 
 
 def window_ms(model: OnnxReaderModel, tokenizer, question: str, text: str, rounds: int = 50) -> float:

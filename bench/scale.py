@@ -7,14 +7,14 @@ and says so: unit vectors drawn around 2,000 random topic centres (real embeddin
 cluster; uniform random vectors would be an unfair worst case for any approximate
 index), and texts of 40 words drawn from a Zipf-distributed 50,000-word vocabulary.
 Queries are perturbed copies of stored vectors / short word samples. For each size
-it reports the dense index that ``qa.store.dense_index`` chooses, its build time,
+it reports the dense index that ``qa.index.store.dense_index`` chooses, its build time,
 search latency, memory per chunk and recall@10 against exact search, and the BM25
 index's build time and query latency (bm25s, an inverted index). Then the whole
 index as ``qa`` stores it (documents, spans, chunk and sentence vectors, FAISS, BM25,
-sentence terms, manifest with checksums), built with ``qa.store.write_segment`` and ``publish`` and loaded
-with ``qa.store.load``, and a question's retrieval and reading (``qa.retrieval`` and
-``qa.answer``, everything after the question is encoded) at each size, with the
-process's memory.
+sentence terms, manifest with checksums), built with ``qa.index.store.write_segment`` and
+``publish`` and loaded with ``qa.index.store.load``, and a question's retrieval and reading
+(``qa.retriever.hybrid`` and ``qa.readers.sentence``, everything after the question is
+encoded) at each size, with the process's memory.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import bm25s
 import faiss
 import numpy as np
 
-from qa import store
-from qa.answer import DEFAULT_THRESHOLD, read
-from qa.retrieval import bm25_top, make_query, retrieve
-from qa.sources import Document
-from qa.store import dense_index
+from qa.index import store
+from qa.index.sources import Document
+from qa.index.store import dense_index
+from qa.readers import ReadRequest, SentenceReader
+from qa.retriever.hybrid import bm25_top, make_query, retrieve
 
 DIM = 384
 TOPICS = 2000
@@ -95,7 +95,7 @@ def lexical_row(n: int, rng: np.random.Generator, queries: int = 200) -> str:
         words = vocab[rng.integers(0, 5000, 5)].tolist()
         ids = np.array([retriever.vocab_dict[w] for w in words if w in retriever.vocab_dict] or [0])
         t0 = time.perf_counter()
-        bm25_top(retriever, ids, 50)  # what qa.retrieval.lexical_search runs
+        bm25_top(retriever, ids, 50)  # what qa.retriever.hybrid.lexical_search runs
         lat.append((time.perf_counter() - t0) * 1000)
     size = sum(a.nbytes for a in (retriever.scores["data"], retriever.scores["indices"],
                                    retriever.scores["indptr"]))
@@ -188,7 +188,7 @@ def engine_row(n: int, rng: np.random.Generator, queries: int = 200) -> str:
             text = " ".join(rng.choice(texts[c].rstrip(".").replace(".", "").split(), 5))
             t0 = time.perf_counter()
             passages = retrieve(data, make_query(data, text, q), 5)
-            read(data, passages, DEFAULT_THRESHOLD)
+            SentenceReader().read(ReadRequest(data, passages, "", SentenceReader.default_threshold))
             lat.append((time.perf_counter() - t0) * 1000)
             found.append(int(c) in [p.chunk for p in passages])
         asked = rss_mib()
@@ -223,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- | --- | --- | --- |",
         *lexical,
         "",
-        "The whole index, saved by `qa.store.write_segment` and loaded by `qa.store.load` (vectors",
-        "memory-mapped), and a question's retrieval and reading after encoding (`qa.retrieval`,",
-        "`qa.answer`: 50 dense + 50 BM25 candidates, sentence-level scoring, the reader,",
-        "corroboration). Found: the chunk a question was drawn from is among its 5 passages.",
+        "The whole index, saved by `qa.index.store.write_segment` and loaded by `qa.index.store.load`",
+        "(vectors memory-mapped), and a question's retrieval and reading after encoding",
+        "(`qa.retriever.hybrid`, `qa.readers.sentence`: 50 dense + 50 BM25 candidates,",
+        "sentence-level scoring, the reader, corroboration). Found: the chunk a question was drawn",
+        "from is among its 5 passages.",
         "Memory: growth of this process's own (heap) memory after loading and after the",
         "questions, and of the memory-mapped index pages it touched (shared, clean pages that",
         "the kernel drops under pressure; it maps in pages around each row read).",

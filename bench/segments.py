@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import DIM, synthetic_parts
 
-from qa import store
-from qa.answer import DEFAULT_THRESHOLD, read
-from qa.retrieval import make_query, retrieve
+from qa.index import store
+from qa.readers import ReadRequest, SentenceReader
+from qa.retriever.hybrid import make_query, retrieve
 
 DOC_CHUNKS = 20  # the updated document
 
@@ -55,7 +55,7 @@ def p50(data: store.IndexData, questions: list[tuple[str, np.ndarray]]) -> tuple
     for text, vector in questions:
         t0 = time.perf_counter()
         passages = retrieve(data, make_query(data, text, vector), 5)
-        reading = read(data, passages, DEFAULT_THRESHOLD)
+        reading = SentenceReader().read(ReadRequest(data, passages, "", SentenceReader.default_threshold))
         lat.append((time.perf_counter() - t0) * 1000)
         said.append((data.chunk_text(passages[0].chunk) if passages else "", reading.best))
     return float(np.percentile(lat, 50)), said

@@ -38,13 +38,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import load
 
-from qa import store
-from qa.embedding import BATCH_SIZE, Embedder, on_model_thread
 from qa.engine import Engine
-from qa.evaluation import covers, load_squad
-from qa.indexing import build_index
-from qa.onnx_questions import CACHE_ENV
-from qa.retrieval import DEPTH
+from qa.index import store
+from qa.index.build import build_index
+from qa.index.embedding import BATCH_SIZE, Embedder, on_model_thread
+from qa.index.questions import CACHE_ENV
+from qa.retriever.hybrid import DEPTH
+from qa.training.evaluation import covers, load_squad
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIES = 16
@@ -67,7 +67,7 @@ def make_corpus(dataset: Path, folder: Path) -> list:
 
 def chunk_texts(corpus: Path, scratch: Path, embedder: Embedder) -> list[str]:
     """The texts ``qa index`` will embed, found with the same chunker (not timed)."""
-    from qa.chunking import ChunkSettings, chunk_text
+    from qa.index.chunking import ChunkSettings, chunk_text
 
     settings = ChunkSettings(limit_tokens=embedder.max_tokens - 2)
     out = []

@@ -13,13 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import store
-from .answer import DEFAULT_THRESHOLD
 from .conversation import exchange
 from .errors import QAError
+from .index import store
 from .readers import READERS
-from .span_reader import DEFAULT_THRESHOLD as SPAN_THRESHOLD
-from .train_reader import Settings
+from .readers.sentence import DEFAULT_THRESHOLD
+from .readers.span import DEFAULT_THRESHOLD as SPAN_THRESHOLD
+from .training.train import Settings
 
 DEFAULT_INDEX = Path("index")
 
@@ -37,13 +37,13 @@ def _say(line: str) -> None:
 
 
 def _embedder(model: str | None):
-    from .embedding import Embedder
+    from .index.embedding import Embedder
 
     return Embedder(model)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .indexing import build_index
+    from .index.build import build_index
 
     sources = [Path(s) for s in args.sources] or default_sources()
     if args.ray is None:
@@ -53,7 +53,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         result = build_index(sources, args.index, _embedder(args.model), rebuild=args.rebuild, report=_say,
                              optimize=args.optimize)
     else:
-        from .ray_build import RayMissing, RaySegments, ray_session, require_ray
+        from .index.ray_build import RayMissing, RaySegments, ray_session, require_ray
 
         try:
             require_ray()
@@ -85,7 +85,7 @@ def ensure_index(index_dir: Path, model: str | None) -> None:
     """Build the default index from the seeds the first time it is needed."""
     if store.exists(index_dir) or index_dir != DEFAULT_INDEX:
         return
-    from .indexing import build_index
+    from .index.build import build_index
 
     sources = default_sources()
     _say(f"no index yet: building {index_dir} from {', '.join(map(str, sources))} ...")
@@ -195,7 +195,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import (
+    from .training.evaluation import (
         calibration,
         evaluate,
         fit_confidence,
@@ -239,7 +239,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_chains(args: argparse.Namespace, readers: tuple[str, ...]) -> int:
-    from .evaluation import evaluate_chains
+    from .training.evaluation import evaluate_chains
 
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
@@ -261,7 +261,7 @@ def _eval_chains(args: argparse.Namespace, readers: tuple[str, ...]) -> int:
 
 
 def cmd_train_reader(args: argparse.Namespace) -> int:
-    from .train_reader import Settings, train
+    from .training.train import Settings, train
 
     settings = Settings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.seed, held_out_articles=args.held_out_articles,

@@ -31,9 +31,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-MAX_TURNS = 20
-MAX_CHARS = 2000
-_TURN_KEYS = {"role", "content", "short_answer"}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*[A-Za-z]|[A-Za-z]")
 _QUESTION_END = re.compile(r"(?<=\?)\s+")
 _QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "which", "how"}
@@ -119,40 +116,6 @@ class Rewrite:
         if _refers_back(read.replace(referent, "") if referent else read):  # another word still points back
             read = f"{read} {self.last[0]}"
         return replace(self, query=query, read=read, alone=read, why=f"{self.why}; read as {read!r}")
-
-
-class HistoryError(ValueError):
-    """The history is not a list of {"role", "content"} turns."""
-
-
-def validate_history(history: object) -> list[dict[str, str]]:
-    """Check the shape of the history the caller sent; raise HistoryError with the reason.
-
-    An assistant turn may carry the ``short_answer`` it gave (a string or null), so that a
-    follow-up refers to exactly what the user was shown; on a user turn it has no use."""
-    if history is None:
-        return []
-    if not isinstance(history, list):
-        raise HistoryError("history must be a list of turns")
-    if len(history) > MAX_TURNS:
-        raise HistoryError(f"history has {len(history)} turns; at most {MAX_TURNS} are accepted")
-    turns = []
-    for i, turn in enumerate(history):
-        if not isinstance(turn, dict) or not {"role", "content"} <= set(turn) <= _TURN_KEYS:
-            raise HistoryError(f"history[{i}] must be an object with 'role' and 'content' "
-                               "(and optionally 'short_answer')")
-        role, content, short = turn["role"], turn["content"], turn.get("short_answer")
-        if role not in ("user", "assistant"):
-            raise HistoryError(f"history[{i}].role must be 'user' or 'assistant'")
-        if not isinstance(content, str):
-            raise HistoryError(f"history[{i}].content must be a string")
-        if len(content) > MAX_CHARS * 4:
-            raise HistoryError(f"history[{i}].content is too long")
-        if short is not None and (not isinstance(short, str) or len(short) > MAX_CHARS):
-            raise HistoryError(f"history[{i}].short_answer must be a string of at most {MAX_CHARS} "
-                               "characters, or null")
-        turns.append({"role": role, "content": content, "short_answer": short or ""})
-    return turns
 
 
 def exchange(question: str, result: dict) -> list[dict[str, str | None]]:

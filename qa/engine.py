@@ -1,7 +1,7 @@
 """The engine: one object that answers questions from a loaded index.
 
-Both the CLI and the web app call ``Engine.ask`` and return its dictionary
-unchanged, so the answer JSON is defined here and only here.
+Every front end (CLI, web app, MCP server, Python) calls ``Engine.ask`` and passes on
+the answer it builds unchanged; what that answer holds is ``qa.contract.Answer``.
 """
 
 from __future__ import annotations
@@ -13,41 +13,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import store
-from .answer import Reading
-from .conversation import MAX_CHARS, rewrite, validate_history
-from .embedding import DEFAULT_MODEL, Embedder
-from .errors import QAError
-from .onnx_questions import question_encoder
-from .readers import load_reader
-from .retrieval import make_query, retrieve
-
-DEFAULT_TOP_K = 5
-MAX_TOP_K = 20
-
-
-class InvalidRequest(QAError):
-    """The question, history or top_k the caller gave cannot be used."""
-
-
-def check_question(question: object, name: str = "question") -> str:
-    if not isinstance(question, str):
-        raise InvalidRequest(f"{name} must be a string")
-    if not question.strip():
-        raise InvalidRequest(f"{name} is empty")
-    if len(question) > MAX_CHARS:
-        raise InvalidRequest(f"{name} is longer than {MAX_CHARS} characters")
-    if "\x00" in question:
-        raise InvalidRequest(f"{name} contains a null character")
-    return question.strip()
-
-
-def check_top_k(top_k: object) -> int:
-    if top_k is None:
-        return DEFAULT_TOP_K
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise InvalidRequest(f"top_k must be a whole number from 1 to {MAX_TOP_K}")
-    return top_k
+from .contract import Answer, AskRequest, Citation, Passage, SearchRequest, ShortAnswer
+from .conversation import rewrite
+from .index import store
+from .index.embedding import DEFAULT_MODEL, Embedder
+from .index.questions import question_encoder
+from .index.words import tokenize
+from .readers import Reading, ReadRequest, load_reader
+from .retriever.hybrid import make_query, retrieve
 
 
 class Engine:
@@ -91,94 +64,88 @@ class Engine:
         doc = self.data.document(source)
         return None if doc is None else doc.text
 
-    def ask(self, question: object, history: object = None, top_k: object = None) -> dict:
-        """Answer one question; the returned dict is the answer JSON."""
-        return self.answer(question, history, top_k)[0]
+    def ask(self, question: object, history: object = None, top_k: object = None) -> Answer:
+        """Answer one question (checked here: InvalidRequest says what is wrong)."""
+        return self.answer(AskRequest.of(question, history, top_k))[0]
 
-    def search(self, query: object, top_k: object = None) -> list[dict]:
-        """Retrieval only: the best passages for ``query``, as the answer JSON's ``passages`` lists them."""
-        query = check_question(query, "query")
-        k = check_top_k(top_k)
+    def search(self, query: object, top_k: object = None) -> list[Passage]:
+        """Retrieval only: the best passages for ``query``, as the answer lists them."""
+        return self.find(SearchRequest.of(query, top_k))
+
+    def find(self, request: SearchRequest) -> list[Passage]:
+        """The passages a checked search request asks for."""
         data = self.data
-        return [self._passage(data, p.chunk, p.score) for p in self._retrieve(data, query, k)]
+        return [self._passage(data, p.chunk, p.score) for p in self._retrieve(data, request.query,
+                                                                               request.top_k)]
 
     def _retrieve(self, data: store.IndexData, query: str, n: int) -> list:
         """The n best chunks for the query (none for an empty index or a query of stop words only)."""
-        if not data.chunk_count or not store.tokenize([query])[0]:
+        if not data.chunk_count or not tokenize([query])[0]:
             return []
         vector = self.encode_question([query])[0]
         return retrieve(data, make_query(data, query, vector), n)
 
-    def answer(self, question: object, history: object = None,
-               top_k: object = None) -> tuple[dict, Reading | None]:
-        """The answer JSON and the reader's verdict behind it (for evaluation)."""
+    def answer(self, request: AskRequest) -> tuple[Answer, Reading | None]:
+        """The answer to a checked request, and the reader's verdict behind it (for evaluation)."""
         started = time.perf_counter()
-        question = check_question(question)
-        try:
-            turns = validate_history(history)
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from None
-        k = check_top_k(top_k)
         data = self.data
-        said = rewrite(question, turns)
+        said = rewrite(request.question, list(request.history))
         # A follow-up: what it refers to (the last short answer, as the history gives it or as
         # the reader finds it again) stands in for the words that point at it, and is never
         # its own short answer.
         referent = said.referent or (self.reader.referent(*said.last) if said.last else "")
         said = said.resolved(referent)
-        query = said.query
-        passages = self._retrieve(data, query, max(k, 5))
+        passages = self._retrieve(data, said.query, max(request.top_k, 5))
         reading = None
         if passages:
             banned = tuple(dict.fromkeys(s for s in (referent, *said.shown) if s.strip()))
-            reading = self.reader.read(data, passages, said.reader_question, self.threshold, said.avoid,
-                                       banned, said.more)
-        result = {
-            "question": question,
-            "query": query,
-            "follow_up": said.why,
-            "answer": "",
-            "answerable": False,
-            "confidence": round(reading.confidence, 4) if reading else 0.0,
-            "short_answer": None,
-            "citations": [],
-            "passages": [self._passage(data, p.chunk, p.score) for p in passages[:k]],
-        }
+            reading = self.reader.read(ReadRequest(data, passages, said.reader_question, self.threshold,
+                                                   said.avoid, banned, said.more))
+        result = Answer(
+            question=request.question,
+            query=said.query,
+            follow_up=said.why,
+            answer="",
+            answerable=False,
+            confidence=round(reading.confidence, 4) if reading else 0.0,
+            short_answer=None,
+            citations=[],
+            passages=[self._passage(data, p.chunk, p.score) for p in passages[:request.top_k]],
+            took_ms=0.0,
+        )
         if reading and reading.answer is not None:
             first = self._citation(data, reading.answer, 1, reading.through)
             result["answer"] = first["quote"]
             result["answerable"] = True
             result["citations"] = [first] + [
-                dict(self._citation(data, s, i + 2), corroborates=1)
+                Citation(**self._citation(data, s, i + 2), corroborates=1)
                 for i, s in enumerate(reading.corroborating)
             ]
             if reading.short is not None:
-                doc = data.documents[int(data.spans["sent_doc"][reading.answer])]
+                doc = data.sentence_span(reading.answer)[0]
                 start, end = reading.short
-                result["short_answer"] = {"text": doc.text[start:end], "source": doc.source,
-                                          "start": start, "end": end}
+                result["short_answer"] = ShortAnswer(text=doc.text[start:end], source=doc.source,
+                                                     start=start, end=end)
         result["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return result, reading
 
     @staticmethod
-    def _citation(data: store.IndexData, sentence: int, n: int, through: int | None = None) -> dict:
+    def _citation(data: store.IndexData, sentence: int, n: int, through: int | None = None) -> Citation:
         """Sentence ``sentence`` (to sentence ``through`` of the same document, when the answer
         runs on) as a citation: the quote is exactly the stored text between the offsets."""
-        doc = data.documents[int(data.spans["sent_doc"][sentence])]
-        last = sentence if through is None else through
-        start, end = int(data.spans["sent_start"][sentence]), int(data.spans["sent_end"][last])
-        out = {"n": n, "source": doc.source, "start": start, "end": end,
-               "quote": doc.text[start:end]}
+        doc, start, end = data.sentence_span(sentence)
+        if through is not None:
+            end = data.sentence_span(through)[2]
+        out = Citation(n=n, source=doc.source, start=start, end=end, quote=doc.text[start:end])
         if doc.pages:
             out["page"] = bisect.bisect_right(doc.pages, start)
         return out
 
     @staticmethod
-    def _passage(data: store.IndexData, chunk: int, score: float) -> dict:
-        doc = data.documents[int(data.spans["chunk_doc"][chunk])]
-        start, end = int(data.spans["chunk_start"][chunk]), int(data.spans["chunk_end"][chunk])
-        out = {"source": doc.source, "start": start, "end": end, "text": doc.text[start:end],
-               "score": round(float(score), 6)}
+    def _passage(data: store.IndexData, chunk: int, score: float) -> Passage:
+        doc, start, end = data.chunk_span(chunk)
+        out = Passage(source=doc.source, start=start, end=end, text=doc.text[start:end],
+                      score=round(float(score), 6))
         if doc.pages:
             out["page"] = bisect.bisect_right(doc.pages, start)
         return out

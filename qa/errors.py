@@ -19,3 +19,7 @@ class NoDocuments(QAError):
 
 class IndexBusy(QAError):
     """Another process is building the same index."""
+
+
+class InvalidRequest(QAError):
+    """The question, history or top_k the caller gave cannot be used."""

@@ -25,12 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
 from .engine import Engine
 from .errors import QAError
-from .indexing import Progress, build_index
-from .sources import SUPPORTED, SourceFile, is_within, name_problem, read_document, size_limit, too_large
+from .index.build import Progress, build_index
+from .index.sources import (
+    SUPPORTED,
+    SourceFile,
+    is_within,
+    name_problem,
+    read_document,
+    size_limit,
+    too_large,
+)
 
 DEFAULT_FOLDER = "uploads"
 MAX_FILES = 20  # per request
@@ -154,7 +160,7 @@ class Library:
     def documents(self) -> list[dict]:
         """Every indexed document: its name, size, passages, when indexed, whether uploaded."""
         data = self.engine.data
-        chunks = np.bincount(data.spans["chunk_doc"], minlength=len(data.documents))
+        chunks = data.chunks_per_document()
         info = data.manifest.get("document_info", {})
         out = []
         for i, doc in enumerate(data.documents):

@@ -1,10 +1,10 @@
 """``qa mcp``: the engine as a Model Context Protocol server over stdio, for AI agents.
 
-This module only translates tool calls into ``Engine`` calls and back: the engine checks
-every argument (its ``QAError`` becomes a tool error with the engine's message) and makes
-every answer, exactly as the CLI and the web API get them. Built on the official ``mcp``
-SDK's low-level ``Server``, so the tools' JSON Schemas are the ones written here and the
-arguments reach the engine as the agent sent them.
+This module only translates tool calls into ``Engine`` calls and back: the answer contract
+(``qa.contract``) checks every argument as it checks the web API's (its ``QAError`` becomes a
+tool error with the same message), and the engine makes every answer, exactly as the CLI and
+the web API get them. Built on the official ``mcp`` SDK's low-level ``Server``, so the tools'
+JSON Schemas are the contract's and the arguments reach the contract as the agent sent them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
 from . import __version__
-from .conversation import MAX_CHARS, MAX_TURNS
-from .engine import DEFAULT_TOP_K, MAX_TOP_K, Engine, InvalidRequest
+from .contract import AskRequest, SearchRequest, schema
+from .engine import Engine
 from .errors import QAError
 
 log = logging.getLogger("qa.mcp")
@@ -63,119 +63,33 @@ SEARCH = (
     "fill the gap from your own knowledge."
 )
 
-_TOP_K = {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": DEFAULT_TOP_K,
-          "description": f"how many passages to return, 1-{MAX_TOP_K} (default {DEFAULT_TOP_K})"}
-_SPAN = {  # where a quote or passage is: the same fields in citations, passages and short_answer
-    "source": {"type": "string", "description": "the document, relative to the indexed folder"},
-    "start": {"type": "integer", "description": "character offset where the text starts"},
-    "end": {"type": "integer", "description": "character offset where the text ends"},
-    "page": {"type": "integer", "description": "PDF page number (PDFs only)"},
-}
-_PASSAGE = {
-    "type": "object",
-    "properties": {**_SPAN, "text": {"type": "string", "description": "verbatim document text"},
-                   "score": {"type": "number", "description": "retrieval score, higher is better"}},
-    "required": ["source", "start", "end", "text", "score"],
-}
-_CITATION = {
-    "type": "object",
-    "properties": {**_SPAN, "n": {"type": "integer", "description": "citation number"},
-                   "quote": {"type": "string", "description": "verbatim document text"},
-                   "corroborates": {"type": "integer",
-                                    "description": "present when it says the same as citation 1"}},
-    "required": ["n", "source", "start", "end", "quote"],
-}
-
 TOOLS = [
     types.Tool(
         name="ask",
         title="Ask the documents",
         description=ASK,
-        input_schema={
-            "type": "object",
-            "properties": {
-                "question": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS,
-                             "description": "the question, in plain language"},
-                "history": {
-                    "type": "array", "maxItems": MAX_TURNS,
-                    "description": f"earlier turns of this conversation, oldest first (at most {MAX_TURNS})",
-                    "items": {"type": "object",
-                              "properties": {"role": {"type": "string", "enum": ["user", "assistant"]},
-                                             "content": {"type": "string"},
-                                             "short_answer": {
-                                                 "type": ["string", "null"],
-                                                 "description": "assistant turns: the short answer "
-                                                                "given (what 'he' or 'there' may "
-                                                                "point at)"}},
-                              "required": ["role", "content"], "additionalProperties": False},
-                },
-                "top_k": _TOP_K,
-            },
-            "required": ["question"],
-            "additionalProperties": False,
-        },
-        output_schema={
-            "type": "object",
-            "properties": {
-                "question": {"type": "string"},
-                "query": {"type": "string", "description": "what was searched and read"},
-                "follow_up": {"type": ["string", "null"],
-                              "description": "the rule that read the question as a follow-up, or null"},
-                "answer": {"type": "string", "description": "the verbatim answer sentence ('' if none)"},
-                "answerable": {"type": "boolean",
-                               "description": "false: the documents don't say; do not invent an answer"},
-                "confidence": {"type": "number"},
-                "short_answer": {"type": ["object", "null"],
-                                 "properties": {**_SPAN, "text": {"type": "string"}},
-                                 "required": ["text", "source", "start", "end"]},
-                "citations": {"type": "array", "items": _CITATION},
-                "passages": {"type": "array", "items": _PASSAGE},
-                "took_ms": {"type": "number"},
-            },
-            "required": ["question", "query", "answer", "answerable", "confidence", "short_answer",
-                         "citations", "passages"],
-        },
+        input_schema=schema("AskRequest"),
+        output_schema=schema("Answer"),
         annotations=types.ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
     ),
     types.Tool(
         name="search",
         title="Search the documents",
         description=SEARCH,
-        input_schema={
-            "type": "object",
-            "properties": {
-                "query": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS,
-                          "description": "what to look for, in plain language or key words"},
-                "top_k": _TOP_K,
-            },
-            "required": ["query"],
-            "additionalProperties": False,
-        },
-        output_schema={
-            "type": "object",
-            "properties": {"passages": {"type": "array", "items": _PASSAGE}},
-            "required": ["passages"],
-        },
+        input_schema=schema("SearchRequest"),
+        output_schema=schema("SearchResult"),
         annotations=types.ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
     ),
 ]
-_ARGUMENTS = {tool.name: (set(tool.input_schema["properties"]), tool.input_schema["required"])
-              for tool in TOOLS}
+_REQUESTS = {"ask": AskRequest, "search": SearchRequest}
 
 
 def _call(engine: Engine, name: str, arguments: dict) -> dict:
     """One tool call as an engine call; a bad argument raises InvalidRequest with the reason."""
-    known, required = _ARGUMENTS[name]
-    unknown = sorted(set(arguments) - known)
-    if unknown:
-        raise InvalidRequest(f"unknown argument {', '.join(map(repr, unknown))}; {name} takes "
-                      + ", ".join(sorted(known)))
-    missing = [arg for arg in required if arg not in arguments]
-    if missing:
-        raise InvalidRequest(f"missing argument {missing[0]!r}")
-    if name == "ask":
-        return engine.ask(arguments["question"], arguments.get("history"), arguments.get("top_k"))
-    return {"passages": engine.search(arguments["query"], arguments.get("top_k"))}
+    request = _REQUESTS[name].from_json(arguments, word="argument")
+    if isinstance(request, AskRequest):
+        return dict(engine.answer(request)[0])
+    return {"passages": engine.find(request)}
 
 
 def _error(message: str) -> types.CallToolResult:
@@ -189,8 +103,8 @@ def build_server(engine: Engine) -> Server:
         return types.ListToolsResult(tools=TOOLS)
 
     async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
-        if params.name not in _ARGUMENTS:
-            return _error(f"unknown tool {params.name!r}; the tools are {', '.join(_ARGUMENTS)}")
+        if params.name not in _REQUESTS:
+            return _error(f"unknown tool {params.name!r}; the tools are {', '.join(_REQUESTS)}")
         try:  # the engine is thread-safe; a worker thread keeps the protocol answering meanwhile
             call = partial(_call, engine, params.name, params.arguments or {})
             result = await anyio.to_thread.run_sync(call)

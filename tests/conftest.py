@@ -22,14 +22,14 @@ SEED_FILE = SEEDS / "000_fdd6fe5acc3e6b5b.txt"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from qa.embedding import Embedder
+    from qa.index.embedding import Embedder
 
     return Embedder()
 
 
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory, embedder) -> Path:
-    from qa.indexing import build_index
+    from qa.index.build import build_index
 
     index = tmp_path_factory.mktemp("seed-index")
     build_index([SEEDS], index, embedder, report=lambda _: None)

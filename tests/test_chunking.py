@@ -1,6 +1,6 @@
 """Sentence splitting and chunking: abbreviations, exact offsets, the model's length limit."""
 
-from qa.chunking import ChunkSettings, chunk_text, paragraphs, split_sentences
+from qa.index.chunking import ChunkSettings, chunk_text, paragraphs, split_sentences
 
 
 def test_abbreviations_do_not_end_sentences(embedder, seed_text):
@@ -91,7 +91,7 @@ def test_every_character_of_a_paragraph_is_in_one_sentence():
 
 
 def test_many_documents_chunk_the_same_in_worker_processes(embedder, seed_text):
-    from qa.chunking import PARALLEL_MIN_CHARS, chunk_many, chunk_text
+    from qa.index.chunking import PARALLEL_MIN_CHARS, chunk_many, chunk_text
 
     texts = [f"Document {i}.\n\n{seed_text}" for i in range(PARALLEL_MIN_CHARS // len(seed_text) + 2)]
     settings = ChunkSettings(limit_tokens=embedder.max_tokens - 2)

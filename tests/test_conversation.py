@@ -304,7 +304,7 @@ NORMANS = ("The Normans were famed for their martial spirit and eventually for t
 
 def test_they_follow_up_over_a_document(tmp_path, embedder):
     from qa.engine import Engine
-    from qa.indexing import build_index
+    from qa.index.build import build_index
 
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "normans.txt").write_text(NORMANS, encoding="utf-8")

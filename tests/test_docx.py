@@ -16,7 +16,7 @@ import pytest
 
 from qa.cli import main
 from qa.engine import Engine
-from qa.sources import SourceFile, read_document
+from qa.index.sources import SourceFile, read_document
 
 # The stored text of make_guide()'s document: blocks in body order, a table row whose cells
 # hold one paragraph each on one line, the cells of a row with a nested table one by one.

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from qa.engine import InvalidRequest
+from qa.errors import InvalidRequest
 
 KEYS = {"question", "query", "follow_up", "answer", "answerable", "confidence",
         "short_answer", "citations", "passages", "took_ms"}

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from qa import store
 from qa.cli import main
 from qa.engine import Engine
+from qa.index import store
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20250527
@@ -42,7 +42,7 @@ HELPER = textwrap.dedent(
     import json, os, sys, traceback
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from qa.cli import main
-    from qa.embedding import Embedder
+    from qa.index.embedding import Embedder
     import web.server  # what `qa serve` imports, so a forked serve starts at once too
     Embedder()  # loaded once here; it is never run here, so no thread pool is forked
     print(json.dumps({"ready": os.getpid()}), flush=True)
@@ -395,7 +395,7 @@ DAMAGES = len(_damages(b"x"))
 
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory, embedder) -> tuple[Path, Corpus]:
-    from qa.indexing import build_index
+    from qa.index.build import build_index
 
     tmp = tmp_path_factory.mktemp("small")
     corpus = Corpus(tmp / "corpus", random.Random(SEED + 2), files=6)

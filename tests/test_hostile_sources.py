@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from qa import sources
 from qa.cli import main
 from qa.engine import Engine
-from qa.sources import SourceFile, find_files, read_document
+from qa.index import sources
+from qa.index.sources import SourceFile, find_files, read_document
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 300 * 1024 * 1024  # a sparse file: no disk used, but reading it would cost 300 MiB
@@ -229,7 +229,7 @@ def test_text_is_exactly_what_open_read_gives(tmp_path):
 MEASURED = textwrap.dedent(
     """
     import json, resource, sys
-    from qa.embedding import Embedder
+    from qa.index.embedding import Embedder
     Embedder()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     from qa.cli import main
@@ -335,7 +335,7 @@ def test_unreadable_files_and_folders_are_reported_not_fatal(shared_tmp, embedde
 def test_a_long_paragraph_is_split_in_linear_time(embedder):
     import time
 
-    from qa.chunking import ChunkSettings, chunk_text
+    from qa.index.chunking import ChunkSettings, chunk_text
 
     # One 840 KB paragraph (a file with single line breaks is one paragraph). A splitter
     # whose time grows with the square of the paragraph (pysbd did: 1.4 s for 41 KB, 5.6 s

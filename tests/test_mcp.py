@@ -13,7 +13,7 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from qa.engine import InvalidRequest
+from qa.errors import InvalidRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "When did Russia send troops into Ukraine?"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.embedding import resolve_model
-from qa.onnx_questions import cache_dir, export_name, load_export, question_encoder
+from qa.index.embedding import resolve_model
+from qa.index.questions import cache_dir, export_name, load_export, question_encoder
 
 QUESTIONS = ["Who led the U.S. delegation?", "When did the talks in Istanbul take place?", "x",
              "What did Russia offer the United States during the consultations in Istanbul on Thursday?",

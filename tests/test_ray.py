@@ -25,13 +25,13 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from qa import store
 from qa.cli import main
-from qa.embedding import Embedder, resolve_model
 from qa.engine import Engine
 from qa.errors import QAError
-from qa.indexing import Progress, build_index, split_parts
-from qa.ray_build import MISSING, RaySegments
+from qa.index import store
+from qa.index.build import Progress, build_index, split_parts
+from qa.index.embedding import Embedder, resolve_model
+from qa.index.ray_build import MISSING, RaySegments
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "When did Russia send troops into Ukraine?"

@@ -2,7 +2,7 @@
 
 import json
 
-from qa.reader_examples import load_articles, negated, opposite, validation_examples
+from qa.training.examples import load_articles, negated, opposite, validation_examples
 
 CONTEXT = ("Rollo was the first ruler of Normandy. He agreed to defend the lower Seine. "
            "The duchy was the largest fief of the French crown.")

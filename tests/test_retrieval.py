@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from qa.engine import Engine
-from qa.indexing import build_index
-from qa.retrieval import candidate_focus, lexical_search, make_query
+from qa.index.build import build_index
+from qa.retriever.hybrid import candidate_focus, lexical_search, make_query
 
 TOPIC = ("CCL3L1 is a chemokine that binds CCR5, the co-receptor HIV-1 uses to enter cells, and the CCL3L1 "
          "gene varies in copy number between people. ")

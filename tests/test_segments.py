@@ -17,11 +17,12 @@ import bm25s
 import numpy as np
 import pytest
 
-from qa import store
 from qa.engine import Engine
 from qa.errors import IndexInvalid
-from qa.indexing import MERGE_FACTOR, build_index, write_locally
-from qa.lexical import Lexical, Postings
+from qa.index import store
+from qa.index.build import MERGE_FACTOR, build_index, write_locally
+from qa.index.lexical import Lexical, Postings
+from qa.index.words import tokenize
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [
@@ -118,7 +119,7 @@ def test_small_segments_are_merged_by_size_tier(corpus, tmp_path, embedder):
 def test_bm25_is_bm25s_and_does_not_depend_on_the_split():
     texts = ["the lighthouse keeper painted the lighthouse", "a ferry leaves the pier at seven",
              "the keeper of the ferry", "bread and buns at the bakery", "seven buns for the keeper"]
-    tokens = store.tokenize(texts)
+    tokens = tokenize(texts)
     reference = bm25s.BM25()
     reference.index(tokens, show_progress=False)
     one = Lexical([(Postings.build(tokens), np.arange(5))], 5)

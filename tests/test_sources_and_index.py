@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import store
 from qa.engine import Engine
 from qa.errors import IndexBusy, IndexInvalid, IndexMissing, NoDocuments
-from qa.indexing import build_index
+from qa.index import store
+from qa.index.build import build_index
 
 
 def make_pdf(path: Path, pages: list[str]) -> None:

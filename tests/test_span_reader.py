@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from qa.cli import main
+from qa.contract import AskRequest
 from qa.engine import Engine
-from qa.reader_windows import MAX_ANSWER_SENTENCES, best_span
-from qa.span_reader import CONFIG, DEFAULT_READER_DIR, MODEL, TOKENIZER
+from qa.readers.span import CONFIG, DEFAULT_READER_DIR, MODEL, TOKENIZER
+from qa.readers.windows import MAX_ANSWER_SENTENCES, best_span
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +111,8 @@ def test_a_multi_sentence_answer_is_cited_exactly(tmp_path):
     assert main(["index", str(tmp_path / "docs"), "--index", str(tmp_path / "index")]) == 0
     engine = Engine(tmp_path / "index")
     # A SQuAD 2.0 dev question, typo and all: the model's span runs on over the sentence end.
-    result, reading = engine.answer("What does not fall under the field of analysis of algorithms>")
+    question = "What does not fall under the field of analysis of algorithms>"
+    result, reading = engine.answer(AskRequest.of(question))
     assert reading.through == reading.answer + 1  # the short answer runs on into the next sentence
     short = check_short(result, ANALYSIS)
     (citation,) = result["citations"]

@@ -1,9 +1,8 @@
 """The Flask app: HTTP in, ``Engine`` calls, HTTP out — no question answering happens here.
 
-The engine validates questions, history and top_k itself; this layer only
-checks that the body is strict JSON (no NaN, no duplicate keys, no lone
-surrogates) holding an object with known keys, so the CLI and the API can
-never disagree about what a valid request is.
+The answer contract (``qa.contract``) checks questions, history and top_k, for
+the CLI and the MCP server too; this layer only checks that the body is strict
+JSON (no NaN, no duplicate keys, no lone surrogates) holding an object.
 
 Around that: the access rules of security.py (token, trusted Host names), a
 per-client rate limit on /api/ask, and an optional watcher that reloads the
@@ -23,6 +22,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
+from qa.contract import AskRequest
 from qa.engine import Engine
 from qa.library import Library, Upload
 
@@ -32,7 +32,6 @@ from .openapi import spec
 from .reloading import IndexWatcher
 from .security import SECURITY_HEADERS, bearer_matches, host_name, is_loopback
 
-ASK_KEYS = frozenset({"question", "history", "top_k"})
 UPLOAD_FIELDS = frozenset({"file", "replace"})
 _YES, _NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 DEFAULT_RATE_LIMIT = "120/minute;20/second"
@@ -135,14 +134,7 @@ def create_app(engine: Engine | None, *, token: str | None = None, rate_limit: s
 
     def ask() -> Response:
         eng = loaded()
-        body = json_object()
-        unknown = sorted(set(body) - ASK_KEYS)
-        if unknown:
-            raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}; "
-                           f"send only {', '.join(sorted(ASK_KEYS))}")
-        if "question" not in body:
-            raise ApiError(400, "invalid_request", "question is required")
-        return jsonify(eng.ask(body["question"], body.get("history"), body.get("top_k")))
+        return jsonify(eng.answer(AskRequest.from_json(json_object()))[0])
 
     # The limit is checked inside the view (after _access): a request without the token never counts.
     app.add_url_rule("/api/ask", "ask", limiter.limit(rate_limit)(ask) if limiter else ask, methods=["POST"])

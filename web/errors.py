@@ -9,9 +9,9 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from qa.engine import InvalidRequest
+from qa.errors import InvalidRequest
+from qa.index.sources import MAX_BYTES
 from qa.library import Refused
-from qa.sources import MAX_BYTES
 
 MAX_BODY_BYTES = 64 * 1024  # JSON requests
 MAX_UPLOAD_BYTES = MAX_BYTES + (1 << 20)  # POST /api/documents: the largest file plus the form around it

@@ -9,8 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import metadata
 
-from qa.conversation import MAX_CHARS, MAX_TURNS
-from qa.engine import MAX_TOP_K
+from qa import contract
 from qa.library import MAX_FILES
 
 from .errors import MAX_BODY_BYTES, MAX_UPLOAD_BYTES
@@ -30,75 +29,30 @@ def _obj(properties: dict, required: list[str] | None = None, **extra) -> dict:
             "additionalProperties": False, **extra}
 
 
-_OFFSET = {"type": "integer", "minimum": 0}
-# What the engine accepts as a question: no NUL, and something besides the characters
-# str.strip() removes (Python's whitespace, which differs from a regex \\s; all lie below U+3001).
-_SPACE = "".join(chr(i) for i in range(0x3001) if chr(i).isspace())
-QUESTION_PATTERN = f"^[^\\x00]*[^\\x00{_SPACE}][^\\x00]*$"
-_PAGE = {"type": "integer", "minimum": 1, "description": "PDF page the span starts on (PDFs only)"}
+def _openapi(schema: object) -> object:
+    """A schema of the answer contract in OpenAPI 3.0's dialect: its references to the
+    components, and "type": [T, "null"] or "anyOf": [X, null] as "nullable"."""
+    if isinstance(schema, list):
+        return [_openapi(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _openapi(v) for k, v in schema.items()}
+    if isinstance(out.get("$ref"), str):
+        out["$ref"] = out["$ref"].replace("#/$defs/", "#/components/schemas/")
+    kinds = out.get("type")
+    if isinstance(kinds, list) and "null" in kinds:
+        (out["type"],) = [k for k in kinds if k != "null"]
+        out["nullable"] = True
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        del out["anyOf"]
+        out["allOf"] = [o for o in options if o != {"type": "null"}]
+        out["nullable"] = True
+    return out
 
-SCHEMAS: dict[str, dict] = {
-    "AskRequest": _obj({
-        "question": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS, "pattern": QUESTION_PATTERN,
-                     "description": "the question; must not be blank or contain NUL"},
-        "history": {"type": "array", "maxItems": MAX_TURNS, "items": _ref("Turn"), "nullable": True,
-                    "description": "earlier turns, oldest first, for follow-up questions "
-                                   "(null: none)"},
-        "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 5, "nullable": True,
-                  "description": "how many passages to return (null: the default)"},
-    }, required=["question"]),
-    "Turn": _obj({
-        "role": {"type": "string", "enum": ["user", "assistant"]},
-        "content": {"type": "string", "maxLength": MAX_CHARS * 4},
-        "short_answer": {"type": "string", "maxLength": MAX_CHARS, "nullable": True,
-                         "description": "assistant turns: the short answer given, which a "
-                                        "follow-up's pronoun or 'there' may point at (absent: the "
-                                        "reader finds it again in content)"},
-    }, required=["role", "content"]),
-    "Citation": _obj({
-        "n": {"type": "integer", "minimum": 1, "description": "marker number, [n] in the answer"},
-        "source": {"type": "string", "description": "indexed document the quote is from"},
-        "start": _OFFSET,
-        "end": _OFFSET,
-        "quote": {"type": "string", "description": "exactly text[start:end] of the source"},
-        "page": _PAGE,
-        "corroborates": {"type": "integer", "minimum": 1,
-                         "description": "present when this quote supports citation n"},
-    }, required=["n", "source", "start", "end", "quote"]),
-    "Passage": _obj({
-        "source": {"type": "string"},
-        "start": _OFFSET,
-        "end": _OFFSET,
-        "text": {"type": "string", "description": "exactly text[start:end] of the source"},
-        "score": {"type": "number"},
-        "page": _PAGE,
-    }, required=["source", "start", "end", "text", "score"]),
-    "ShortAnswer": _obj({
-        "text": {"type": "string", "description": "exactly text[start:end] of the source"},
-        "source": {"type": "string", "description": "the document of citation 1"},
-        "start": _OFFSET,
-        "end": _OFFSET,
-    }, required=["text", "source", "start", "end"]),
-    "Answer": _obj({
-        "question": {"type": "string"},
-        "query": {"type": "string", "description": "what was searched and read: the question, or for "
-                                                   "a follow-up the question rewritten with the history"},
-        "follow_up": {"type": "string", "nullable": True,
-                      "description": "why the question was read as a follow-up, and how; null: it "
-                                     "stands on its own and was answered as if there were no history"},
-        "answer": {"type": "string", "description": "a quote from the sources (the sentence that holds "
-                                                    "the short answer); empty when abstaining"},
-        "answerable": {"type": "boolean", "description": "false: the sources don't say"},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1,
-                       "description": "span reader: the calibrated chance that the short answer is right"},
-        "short_answer": {"allOf": [_ref("ShortAnswer")], "nullable": True,
-                         "description": "the exact answer inside citation 1; null when abstaining "
-                                        "or with the sentence reader"},
-        "citations": {"type": "array", "items": _ref("Citation")},
-        "passages": {"type": "array", "items": _ref("Passage"),
-                     "description": "the closest passages, also when abstaining"},
-        "took_ms": {"type": "number", "minimum": 0},
-    }),
+
+# The answer contract's schemas, then the API's own.
+SCHEMAS: dict[str, dict] = {name: _openapi(schema) for name, schema in contract.SCHEMAS.items()} | {
     "Health": _obj({
         "status": {"type": "string", "enum": ["ok"]},
         "documents": {"type": "integer", "minimum": 0},

@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from qa import store
 from qa.engine import Engine
+from qa.index import store
 
 Signature = tuple | None
 

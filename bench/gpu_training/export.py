@@ -4,7 +4,7 @@
         [--data ../shared/data/squad1.1-train.json]
 
 FILES holds TAG0/TAG1.safetensors (every trained weight, fp16). The frozen word-piece
-table and the pooler come from the bundled model; then ``qa.train_reader.export`` writes
+table and the pooler come from the bundled model; then ``qa.training.train.export`` writes
 OUT/reader (int8 ONNX, tokenizer, reader.json with the calibration on the held-out
 articles and the validation figures), as at the end of a ``qa train-reader`` run.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from qa import train_reader as T
-from qa.embedding import default_model_path
-from qa.reader_examples import load_articles, split_articles, validation_examples
-from qa.reader_windows import load_tokenizer
+from qa.index.embedding import default_model_path
+from qa.readers.windows import load_tokenizer
+from qa.training import train as T
+from qa.training.examples import load_articles, split_articles, validation_examples
 
 
 def main() -> None:

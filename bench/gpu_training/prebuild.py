@@ -20,9 +20,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from qa.embedding import default_model_path
-from qa.reader_examples import load_articles, split_articles, training_examples, validation_examples
-from qa.train_reader import Settings
+from qa.index.embedding import default_model_path
+from qa.training.examples import load_articles, split_articles, training_examples, validation_examples
+from qa.training.train import Settings
 
 BASE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "vocab.txt")

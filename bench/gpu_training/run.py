@@ -44,7 +44,7 @@ def _absent(*args: object, **kwargs: object) -> None:
 
 # Training never touches the index or the sentence splitter; our two modules that import
 # their libraries get stand-ins (no third-party name is faked: transformers looks for some).
-for module, names in (("qa.store", ("tokenize",)), ("qa.chunking", ("Span", "split_sentences"))):
+for module, names in (("qa.index.store", ("tokenize",)), ("qa.index.chunking", ("Span", "split_sentences"))):
     stand_in = types.ModuleType(module)
     for name in names:
         setattr(stand_in, name, _absent)
@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from qa import train_reader as T  # noqa: E402
+from qa.training import train as T  # noqa: E402
 
 
 def prepare(work: Path) -> tuple[Path, dict]:

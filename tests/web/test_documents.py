@@ -31,8 +31,8 @@ from web_support import (
     start_server,
 )
 
-from qa import sources, store
 from qa.engine import Engine
+from qa.index import sources, store
 from qa.library import Library, Refused, safe_name
 from web.app import create_app
 from web.errors import MAX_UPLOAD_BYTES

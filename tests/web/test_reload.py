@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from web_support import ROOT, SEED_FILE, make_index, start_server
 
-from qa import store
 from qa.engine import Engine
+from qa.index import store
 from web.app import create_app
 from web.reloading import IndexWatcher
 

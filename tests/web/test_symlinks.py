@@ -1,6 +1,6 @@
 """Symlinks in the corpus cannot make anything outside it readable through /api/sources or answers.
 
-What indexing does (qa/sources.py): a symlink that resolves to a file or folder outside
+What indexing does (qa/index/sources.py): a symlink that resolves to a file or folder outside
 the indexed folder is skipped with a one-line note, as are broken links and links
 through a chain that ends outside; a symlink to a file inside the folder is indexed
 under its own name. The server only ever serves the text stored in the index at
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from web_support import assert_error
 
-from qa.embedding import Embedder
 from qa.engine import Engine
-from qa.indexing import build_index
+from qa.index.build import build_index
+from qa.index.embedding import Embedder
 from web.app import create_app
 
 PUBLIC = "The lighthouse keeper of Port Ellery is Margaret Oduya. She has kept the light since 1998.\n"

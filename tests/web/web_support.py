@@ -19,8 +19,8 @@ from pathlib import Path
 
 import jsonschema
 
-from qa.embedding import Embedder
-from qa.indexing import build_index
+from qa.index.build import build_index
+from qa.index.embedding import Embedder
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "seeds"

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .conversation import exchange
-from .embedding import Embedder
-from .engine import Engine
-from .errors import QAError
-from .indexing import build_index
+from ..contract import AskRequest
+from ..conversation import exchange
+from ..engine import Engine
+from ..errors import QAError
+from ..index.build import build_index
+from ..index.embedding import Embedder
+from ..index.store import IndexData
+from ..readers import READERS
 from .metrics import exact_match, f1, normalize
-from .readers import READERS
-from .store import IndexData
 
 CALIBRATION_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
 SWEEP = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -95,13 +96,13 @@ def evaluate(dataset: Path, work_dir: Path, index_dir: Path, model: str | None =
 
 def _record(engine: Engine, q: Question, files: dict[str, str]) -> dict:
     t0 = time.perf_counter()
-    result, reading = engine.answer(q.text, top_k=5)
+    result, reading = engine.answer(AskRequest.of(q.text, top_k=5))
     ms = (time.perf_counter() - t0) * 1000
     golds = [g for _, _, g in q.gold]
     data = engine.data
     best = data.sentence_text(reading.best) if reading and reading.best is not None else ""
     if reading and reading.short is not None:  # what the reader would say, answered or not
-        doc = data.documents[int(data.spans["sent_doc"][reading.best])]
+        doc = data.sentence_span(reading.best)[0]
         best_short = doc.text[reading.short[0] : reading.short[1]]
     else:
         best_short = best

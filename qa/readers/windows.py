@@ -1,6 +1,6 @@
 """What the span reader reads: a question with a window of whole sentences.
 
-Training (``qa.train_reader``) and serving (``qa.span_reader``) cut windows,
+Training (``qa.training.train``) and serving (``qa.readers.span``) cut windows,
 tokenise them and decode answer spans with these same functions, so the
 model is always read the way it was trained.
 """

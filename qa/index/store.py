@@ -20,25 +20,22 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
-import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import faiss
 import numpy as np
 import scipy.sparse as sp
-from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-from .errors import IndexBusy, IndexInvalid, IndexMissing
+from ..errors import IndexBusy, IndexInvalid, IndexMissing
 from .lexical import Lexical, Postings
 from .shards import Dense, Rows
 from .sources import Document
+from .words import tokenize
 
 FORMAT_VERSION = 4  # 4: BM25 words without accents, and initials with full stops ("U.S.") one word
 # One question is one search: FAISS's OpenMP threads only add overhead there, and the
@@ -74,13 +71,57 @@ class IndexData:
     def chunk_count(self) -> int:
         return len(self.spans["chunk_start"])
 
+    @property
+    def sentence_count(self) -> int:
+        return len(self.spans["sent_start"])
+
+    def chunk_span(self, i: int) -> tuple[Document, int, int]:
+        """Chunk ``i``'s document and its characters there."""
+        s = self.spans
+        return self.documents[int(s["chunk_doc"][i])], int(s["chunk_start"][i]), int(s["chunk_end"][i])
+
+    def sentence_span(self, i: int) -> tuple[Document, int, int]:
+        """Sentence ``i``'s document and its characters there."""
+        s = self.spans
+        return self.documents[int(s["sent_doc"][i])], int(s["sent_start"][i]), int(s["sent_end"][i])
+
+    def sentence_document(self, i: int) -> int:
+        """The position in ``documents`` of sentence ``i``'s document."""
+        return int(self.spans["sent_doc"][i])
+
+    def chunk_document(self, i: int) -> int:
+        """The position in ``documents`` of chunk ``i``'s document."""
+        return int(self.spans["chunk_doc"][i])
+
+    def chunk_sentences(self, i: int) -> range:
+        """The ids of chunk ``i``'s sentences, in order."""
+        return range(int(self.spans["chunk_first"][i]), int(self.spans["chunk_last"][i]))
+
+    def sentence_offsets(self, first: int, last: int) -> list[tuple[int, int]]:
+        """(start, end) of sentences ``first`` to ``last`` (excluded), in their document."""
+        s = self.spans
+        return list(zip(s["sent_start"][first:last].tolist(), s["sent_end"][first:last].tolist()))
+
+    def chunk_sentence_ranges(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each chunk of ``chunks``: the id of its first sentence, and how many it holds."""
+        first = self.spans["chunk_first"][chunks]
+        return first, self.spans["chunk_last"][chunks] - first
+
+    def sentence_lengths(self, ids: np.ndarray) -> np.ndarray:
+        """Characters of each sentence of ``ids``."""
+        return self.spans["sent_end"][ids] - self.spans["sent_start"][ids]
+
+    def chunks_per_document(self) -> np.ndarray:
+        """How many chunks each document (in ``documents`` order) was cut into."""
+        return np.bincount(self.spans["chunk_doc"], minlength=len(self.documents))
+
     def chunk_text(self, i: int) -> str:
-        doc = self.documents[int(self.spans["chunk_doc"][i])]
-        return doc.text[int(self.spans["chunk_start"][i]) : int(self.spans["chunk_end"][i])]
+        doc, start, end = self.chunk_span(i)
+        return doc.text[start:end]
 
     def sentence_text(self, i: int) -> str:
-        doc = self.documents[int(self.spans["sent_doc"][i])]
-        return doc.text[int(self.spans["sent_start"][i]) : int(self.spans["sent_end"][i])]
+        doc, start, end = self.sentence_span(i)
+        return doc.text[start:end]
 
     def __post_init__(self) -> None:
         self._by_source = {d.source: d for d in self.documents}
@@ -264,44 +305,6 @@ def dense_index(vectors: np.ndarray, index_chunks: int | None = None) -> tuple[f
     probes = max(4, -(-cells // 32))
     index.nprobe = probes
     return index, {"type": f"ivf{cells},sq8", "exact": False, "nprobe": probes}
-
-
-# NLTK's English stop words (as bundled with bm25s) plus question words it lacks: a
-# question's "how many" must not count as words the corpus should contain.
-STOPWORDS = sorted(set(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "could", "would"})
-
-
-_WORD = re.compile(r"(?u)\b\w\w+\b")  # the word pattern bm25s and scikit-learn use
-# Initials written with full stops ("U.S.", "U.K.", "D.C."): one word, as written without
-# them ("US"), where the word pattern would drop every letter.
-_INITIALS = re.compile(r"(?<![\w.])(?:[^\W\d_]\.)+[^\W\d_]\.?(?!\w)")
-_ACCENTS = re.compile(r"[\u0300-\u036f]")
-_STOP = frozenset(STOPWORDS)
-
-
-def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-cased, stemmed words without English stop words (BM25's vocabulary), their
-    accents off as the embedder's tokenizer takes them off: "Zurich" finds "Zürich"."""
-    stem = _stemmer().stemWords
-    return [stem([w for w in _WORD.findall(_plain(t)) if w not in _STOP]) for t in texts]
-
-
-def _plain(text: str) -> str:
-    """The text as its words are matched: accents off, initials undotted, lower case."""
-    if not text.isascii():
-        text = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
-    return _INITIALS.sub(_undotted, text).lower()
-
-
-def _undotted(match: re.Match) -> str:
-    return match.group(0).replace(".", "")
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
 
 
 def _file_digest(path: Path) -> dict:

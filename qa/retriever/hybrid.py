@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lexical import Lexical
-from .store import IndexData, tokenize
+from ..index.lexical import Lexical
+from ..index.store import IndexData
+from ..index.words import tokenize
 
 DEPTH = 50  # candidates taken from each ranking before fusion
 # Passage score weights: chunk cosine, BM25 relative to the best, best sentence cosine,
@@ -82,7 +83,7 @@ def dense_search(data: IndexData, vector: np.ndarray, depth: int) -> tuple[np.nd
 def lexical_search(data: IndexData, query: Query, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Best chunks by BM25; nothing when no question word is indexed.
 
-    Only the postings of the question's words are touched (``qa.lexical``).
+    Only the postings of the question's words are touched (``qa.index.lexical``).
     """
     if not len(query.terms):
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -120,8 +121,7 @@ def retrieve(data: IndexData, query: Query, top_k: int) -> list[Passage]:
     cands = np.array(list(dict.fromkeys(d_ids.tolist() + l_ids.tolist())), dtype=np.int64)
     if not len(cands):
         return []
-    first = data.spans["chunk_first"][cands]
-    lengths = data.spans["chunk_last"][cands] - first
+    first, lengths = data.chunk_sentence_ranges(cands)
     starts = np.cumsum(lengths) - lengths  # where each candidate's sentences begin below
     sentences = np.arange(int(lengths.sum())) - np.repeat(starts - first, lengths)
     cosine = data.sentence_vectors[sentences] @ query.vector

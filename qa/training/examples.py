@@ -11,7 +11,7 @@ the same articles, the ways SQuAD 2.0's unanswerable questions arise:
   into its opposite ("first" -> "last"), against the window that answered the
   original: SQuAD 2.0's negation and antonym questions, with entity swaps half of
   its unanswerable ones (Rajpurkar et al., 2018).
-Windows are the reader's own (``reader_windows``): whole sentences, cut by the
+Windows are the reader's own (``qa.readers.windows``): whole sentences, cut by the
 same segmenter the index uses.
 """
 
@@ -25,11 +25,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chunking import Span, split_sentences
-from .errors import QAError
+from ..errors import QAError
+from ..index.chunking import Span, split_sentences
+from ..index.words import tokenize
+from ..readers.windows import Window, make_window, window_around
 from .metrics import normalize
-from .reader_windows import Window, make_window, window_around
-from .store import tokenize
 
 HARD_NEGATIVES = 0.35  # share of questions that also get a retriever-style negative window
 SWAPPED = 0.2  # share that also get a swapped-entity question

@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import QAError
+from .build import Part, Progress, Skip, Written, embed_chunked, read_part, reason, set_chunks, write_parts
 from .chunking import ChunkSettings, chunk_text
 from .embedding import Embedder
-from .errors import QAError
-from .indexing import Part, Progress, Skip, Written, embed_chunked, read_part, reason, set_chunks, write_parts
 from .sources import Document, SourceFile
 
 MISSING = "Ray is not installed: pip install 'qa-docs[ray]'"

@@ -18,10 +18,10 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import IndexInvalid, IndexMissing, NoDocuments
 from . import store
 from .chunking import Chunk, ChunkSettings, Span, chunk_many
 from .embedding import Embedder
-from .errors import IndexInvalid, IndexMissing, NoDocuments
 from .sources import SUPPORTED, Document, SourceFile, find_files, read_document, shown
 
 
@@ -92,7 +92,7 @@ class WriteSegments(Protocol):
     segments it wrote. ``index_chunks`` is the size of the index the segments join, not
     counting their own chunks (see store.dense_index). Whatever it raises fails the build
     before anything is published. The default runs here (`write_locally`: one segment);
-    ``qa.ray_build`` runs it on a Ray cluster, whose workers write their own segments.
+    ``qa.index.ray_build`` runs it on a Ray cluster, whose workers write their own segments.
     """
 
     def __call__(self, items: list[SourceFile], index_dir: Path, embedder: Embedder, settings: ChunkSettings,

@@ -9,7 +9,7 @@ window no longer answers them (negated, or a word turned into its opposite): SQu
 2.0's traps. Runs are deterministic for a seed and resume from the last checkpoint in
 ``--out``. The result is exported to ONNX, int8-quantised, and
 its confidence calibrated on whole articles held out from training; serving
-(``qa.span_reader``) needs nothing else.
+(``qa.readers.span``) needs nothing else.
 
 Training code only: nothing here is imported when answering questions.
 """
@@ -30,18 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import default_model_path
-from .errors import QAError
-from .metrics import exact_match, f1
-from .reader_examples import (
-    Article,
-    Example,
-    load_articles,
-    split_articles,
-    training_examples,
-    validation_examples,
-)
-from .reader_windows import (
+from ..errors import QAError
+from ..index.embedding import default_model_path
+from ..readers.windows import (
     Batch,
     best_span,
     clip_question,
@@ -50,6 +41,15 @@ from .reader_windows import (
     make_window,
     window_around,
 )
+from .examples import (
+    Article,
+    Example,
+    load_articles,
+    split_articles,
+    training_examples,
+    validation_examples,
+)
+from .metrics import exact_match, f1
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train.log"
@@ -348,7 +348,7 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
 def export(model, tokenizer, base: str, val_articles: list[Article], val: list[Example], out: Path,
            settings: Settings, say: Callable[[str], None]) -> Path:
     """Write reader.onnx (int8), its tokenizer and reader.json with the calibration."""
-    from .span_reader import CONFIG, MODEL, OnnxReaderModel, fit_calibration
+    from ..readers.span import CONFIG, MODEL, OnnxReaderModel, fit_calibration
 
     export_dir = out / "reader"
     export_dir.mkdir(exist_ok=True)

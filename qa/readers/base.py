@@ -1,37 +1,27 @@
-"""The sentence reader: pick the sentence that answers the question from retrieved passages.
+"""What every reader shares: the interface, its request and verdict, and candidate sentences.
 
-Every sentence of the best passages is scored from evidence the retriever
-already computed: its cosine similarity to the question, the share of the
-question's rarer words it contains, its neighbours' similarity (an answer
-often names its subject one sentence earlier), and how well its passage
-ranked. A logistic model turns the best sentence's evidence into a
-calibrated probability that it answers the question; below the abstention
-threshold the reader says the sources don't say. Sentences elsewhere that
-say the same thing become corroborating citations instead of repeated quotes.
+Both readers start from the same candidates: every sentence of the best passages,
+scored from evidence the retriever already computed (its cosine similarity to the
+question, the share of the question's rarer words it holds, its neighbours'
+similarity, how well its passage ranked). The sentence reader answers with the best
+of them; the span reader reads windows around them. Sentences elsewhere that say
+what the answer says become corroborating citations instead of repeated quotes.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from .retrieval import Passage
-from .store import IndexData
+from ..index.store import IndexData
+from ..retriever.hybrid import Passage
 
 READ_PASSAGES = 5  # passages the reader looks into
-# Sentence weights: cosine, word overlap, passage score minus the best passage's,
+# Candidate weights: cosine, word overlap, passage score minus the best passage's,
 # 1 / (passage rank + 1), length / 200 characters, best neighbour's cosine.
 SENTENCE_WEIGHTS = np.array([1.0, 0.6, 1.0, 0.2, 0.1, 0.2])
-# Confidence: logistic model over [best sentence score, 1], fitted on the SQuAD 2.0
-# dev subset with `qa eval ../shared/data/squad2-dev-3articles.json --fit` (README).
-CONFIDENCE_WEIGHTS = np.array([0.9218, -1.6311])
-# Abstain below this confidence (a sentence score of about 0.63): midway between the
-# most confident off-topic question (0.245) and the least confident answerable one
-# (0.277) of eval/seeds-offtopic.json; it answers 99.8% of answerable SQuAD questions.
-DEFAULT_THRESHOLD = 0.26
 # A sentence corroborates the answer when the words they share carry at least this share
 # of the smaller one's word weight (IDF): the same claim in other words, as the ministry
 # statement and the wire story in the seeds do. Sentence vectors are no help here: they
@@ -64,6 +54,42 @@ class Reading:
     chosen: int = -1
 
 
+@dataclass(frozen=True)
+class ReadRequest:
+    """What a reader reads: the passages retrieved for ``question`` (the question as read,
+    for a follow-up), and how to answer.
+
+    ``avoid``: earlier answers' quotes, repeated only when nothing else answers (and, with
+    ``only_new``, when the user asked for more, only for a short answer not given yet).
+    ``banned``: what a follow-up refers to (the last short answer; when asking for more,
+    every short answer given), which is never part of its own short answer.
+    """
+
+    data: IndexData
+    passages: list[Passage]
+    question: str
+    threshold: float
+    avoid: tuple[str, ...] = ()
+    banned: tuple[str, ...] = ()
+    only_new: bool = False
+
+
+class Reader(Protocol):
+    """A reader: passages in, a Reading out. The engine holds one; each is an equal."""
+
+    name: str
+    default_threshold: float
+
+    def referent(self, question: str, answer: str) -> str:
+        """The short answer ``question`` got from ``answer``: what a follow-up refers to
+        ("" when this reader gives no short answers)."""
+        ...
+
+    def read(self, request: ReadRequest) -> Reading:
+        """The answer in the passages, or an abstention below the request's threshold."""
+        ...
+
+
 def candidates(passages: list[Passage]) -> list[Candidate]:
     """Every sentence of the passages read, scored, best first."""
     out: list[Candidate] = []
@@ -85,61 +111,19 @@ def candidates(passages: list[Passage]) -> list[Candidate]:
 
 
 def score(data: IndexData, cands: list[Candidate]) -> list[Candidate]:
+    """The candidates with their scores (the weighted evidence), best first."""
     ids = np.array([c.sentence for c in cands], np.int64)
-    lengths = data.spans["sent_end"][ids] - data.spans["sent_start"][ids]  # the candidates' only
+    lengths = data.sentence_lengths(ids)
     for c, length in zip(cands, lengths.tolist()):
         c.features[4] = length / 200.0
         c.score = float(c.features @ SENTENCE_WEIGHTS)
     return sorted(cands, key=lambda c: -c.score)
 
 
-def evidence_of(cands: list[Candidate]) -> np.ndarray:
-    """Inputs of the confidence model: the best candidate's score and a bias term."""
-    return np.array([cands[0].score, 1.0])
-
-
-def confidence_of(evidence: np.ndarray) -> float:
-    z = float(evidence @ CONFIDENCE_WEIGHTS)
-    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
-
-
-class SentenceReader:
-    """Reads no further than the sentence: cheap, and the fallback when the span reader is absent."""
-
-    name = "sentence"
-    default_threshold = DEFAULT_THRESHOLD
-
-    def referent(self, question: str, answer: str) -> str:
-        """No short answers here, so nothing a follow-up can be read against."""
-        return ""
-
-    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: tuple[str, ...] = (), only_new: bool = False) -> Reading:
-        reading = read(data, passages, threshold)  # no short answers: ``banned`` has no use here
-        if reading.answer is None or not repeats(data, reading.answer, avoid):
-            return reading
-        other = read(data, passages, threshold, lambda s: not repeats(data, s, avoid))
-        return other if other.answer is not None or only_new else reading
-
-
 def repeats(data: IndexData, sentence: int, earlier: tuple[str, ...]) -> bool:
     """The sentence was quoted in one of the earlier answers."""
     text = data.sentence_text(sentence).strip()
     return any(text and text in quote for quote in earlier)
-
-
-def read(data: IndexData, passages: list[Passage], threshold: float,
-         allowed: Callable[[int], bool] = lambda sentence: True) -> Reading:
-    """Choose the answer sentence among those allowed, or abstain below threshold."""
-    cands = [c for c in score(data, candidates(passages)) if allowed(c.sentence)]
-    if not cands:
-        return Reading(None, None, 0.0)
-    evidence = evidence_of(cands)
-    confidence = confidence_of(evidence)
-    best = cands[0].sentence
-    if confidence < threshold:
-        return Reading(best, None, confidence, evidence)
-    return Reading(best, best, confidence, evidence, corroborating(data, cands))
 
 
 def corroborating(data: IndexData, cands: list[Candidate]) -> list[int]:

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .errors import QAError
+from ..errors import QAError
 
 T = TypeVar("T")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"

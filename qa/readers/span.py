@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .answer import Candidate, Reading, candidates, corroborating, repeats, score
-from .errors import QAError
-from .reader_windows import (
+from ..errors import QAError
+from ..index.store import IndexData
+from .base import Candidate, Reading, ReadRequest, candidates, corroborating, repeats, score
+from .windows import (
     Batch,
     Window,
     best_span,
@@ -31,13 +32,11 @@ from .reader_windows import (
     make_window,
     window_around,
 )
-from .retrieval import Passage
-from .store import IndexData
 
 MODEL = "reader.onnx"
 CONFIG = "reader.json"
 TOKENIZER = "tokenizer.json"
-DEFAULT_READER_DIR = Path(__file__).parent / "models" / "reader"
+DEFAULT_READER_DIR = Path(__file__).parent.parent / "models" / "reader"
 WINDOWS = 2  # windows read per question, around the best distinct candidate sentences
 # When none of those is this confident, two more windows are read (around the next best
 # candidates): SQuAD dev F1 0.666 -> 0.673 and answered 0.884 -> 0.907, COVID-QA contains
@@ -172,11 +171,11 @@ class SpanReader:
                 break
             if c.sentence in covered:
                 continue
-            first, last = int(data.spans["chunk_first"][c.chunk]), int(data.spans["chunk_last"][c.chunk])
-            spans = list(zip(data.spans["sent_start"][first:last].tolist(),
-                             data.spans["sent_end"][first:last].tolist()))
+            sentences = data.chunk_sentences(c.chunk)
+            first = sentences.start
+            spans = data.sentence_offsets(first, sentences.stop)
             lo, hi = window_around(spans, c.sentence - first)
-            doc = data.documents[int(data.spans["chunk_doc"][c.chunk])]
+            doc = data.chunk_span(c.chunk)[0]
             out.append((make_window(doc.text, spans, lo, hi), first + lo))
             covered.update(range(first + lo, first + hi))
         return out
@@ -219,20 +218,20 @@ class SpanReader:
         read = self.read_windows(question, [(whole, 0)])[0]
         return answer[read.short[0]:read.short[1]] if read.short else ""
 
-    def read(self, data: IndexData, passages: list[Passage], query: str, threshold: float,
-             avoid: tuple[str, ...] = (), banned: tuple[str, ...] = (), only_new: bool = False) -> Reading:
-        cands = score(data, candidates(passages))
+    def read(self, request: ReadRequest) -> Reading:
+        data, threshold, avoid, banned = request.data, request.threshold, request.avoid, request.banned
+        cands = score(data, candidates(request.passages))
         if not cands:
             return Reading(None, None, 0.0)
         windows = self.windows(data, cands, WINDOWS + MORE_WINDOWS)
         with self._lock:
-            question = clip_question(self.tokenizer, query)
+            question = clip_question(self.tokenizer, request.question)
         opening, more = windows[:WINDOWS], windows[WINDOWS:]
         reads = self.read_windows(question, opening, banned)
         if more and max(r.confidence for r in reads) < DEEPER:  # not convinced: read further
             reads += self.read_windows(question, more, banned)
         read_order = reads
-        if only_new:  # asked for more: a sentence quoted already, only for a new short answer
+        if request.only_new:  # asked for more: a sentence quoted already, only for a new short answer
             # (short answers never touch those given: ``banned``). The answerable head says
             # whether a window answers, perhaps with what was given already: the confidence,
             # which weighs the span too, chooses instead.
@@ -248,7 +247,7 @@ class SpanReader:
             best = next((r for r in reads if r.confidence >= floor and r.short is not None
                          and not repeats(data, r.sentence, avoid)), best)
         evidence = np.array(best.evidence)
-        seen = {"windows": tuple((int(data.spans["sent_doc"][r.first]), r.window.start,
+        seen = {"windows": tuple((data.sentence_document(r.first), r.window.start,
                                   r.window.start + len(r.window.text)) for r in read_order),
                 "chosen": next(i for i, r in enumerate(read_order) if r is best)}
         if best.confidence < threshold or best.short is None:

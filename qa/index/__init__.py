@@ -1,0 +1,1 @@
+"""The index pipeline: sources -> chunks -> vectors -> segments on disk (``build_index``)."""

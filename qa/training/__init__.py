@@ -1,0 +1,1 @@
+"""Training and evaluating the span reader; never imported when answering."""
