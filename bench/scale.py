@@ -7,7 +7,7 @@ and says so: unit vectors drawn around 2,000 random topic centres (real embeddin
 cluster; uniform random vectors would be an unfair worst case for any approximate
 index), and texts of 40 words drawn from a Zipf-distributed 50,000-word vocabulary.
 Queries are perturbed copies of stored vectors / short word samples. For each size
-it reports the dense index that ``qa.index.store.dense_index`` chooses, its build time,
+it reports the dense index that ``qa.index.shards.dense_index`` chooses, its build time,
 search latency, memory per chunk and recall@10 against exact search, and the BM25
 index's build time and query latency (bm25s, an inverted index). Then the whole
 index as ``qa`` stores it (documents, spans, chunk and sentence vectors, FAISS, BM25,
@@ -31,8 +31,8 @@ import faiss
 import numpy as np
 
 from qa.index import store
+from qa.index.shards import dense_index
 from qa.index.sources import Document
-from qa.index.store import dense_index
 from qa.readers import ReadRequest, SentenceReader
 from qa.retriever.hybrid import bm25_top, make_query, retrieve
 

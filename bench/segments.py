@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import DIM, synthetic_parts
 
 from qa.index import store
+from qa.index.manifest import read_manifest
 from qa.readers import ReadRequest, SentenceReader
 from qa.retriever.hybrid import make_query, retrieve
 
@@ -76,7 +77,7 @@ def row(n: int, rng: np.random.Generator) -> str:
             words = base.chunk_text(c).replace(".", "").split()
             questions.append((" ".join(rng.choice(words, 5)), (q / np.linalg.norm(q)).astype(np.float32)))
         t0 = time.perf_counter()
-        merged = store.combine({}, [store.load_segment(ten, e) for e in store.read_manifest(ten)["segments"]],
+        merged = store.combine({}, [store.load_segment(ten, e) for e in read_manifest(ten)["segments"]],
                                DIM, ten)
         parts = [(merged.documents, merged.spans, merged.chunk_vectors[:], merged.sentence_vectors[:],
                   [merged.chunk_text(i) for i in range(merged.chunk_count)],

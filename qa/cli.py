@@ -15,21 +15,12 @@ from pathlib import Path
 
 from .conversation import exchange
 from .errors import QAError
-from .index import store
+from .options import DEFAULT_INDEX, EngineOptions, default_sources, open_engine
 from .readers import READERS
 from .readers.sentence import DEFAULT_THRESHOLD
 from .readers.span import DEFAULT_THRESHOLD as SPAN_THRESHOLD
-from .training.train import Settings
 
-DEFAULT_INDEX = Path("index")
-
-
-def default_sources() -> list[Path]:
-    """The bundled seeds: ./seeds when present, else the copy beside the package."""
-    here = Path("seeds")
-    if here.is_dir():
-        return [here]
-    return [Path(__file__).resolve().parent.parent / "seeds"]
+TRAIN = "train-reader"
 
 
 def _say(line: str) -> None:
@@ -81,22 +72,8 @@ def _ray_address(value: str) -> str:
     )
 
 
-def ensure_index(index_dir: Path, model: str | None) -> None:
-    """Build the default index from the seeds the first time it is needed."""
-    if store.exists(index_dir) or index_dir != DEFAULT_INDEX:
-        return
-    from .index.build import build_index
-
-    sources = default_sources()
-    _say(f"no index yet: building {index_dir} from {', '.join(map(str, sources))} ...")
-    _say(build_index(sources, index_dir, _embedder(model), report=_say).summary())
-
-
 def _engine(args: argparse.Namespace):
-    from .engine import Engine
-
-    ensure_index(args.index, args.model)
-    return Engine(args.index, args.model, args.threshold, args.reader, args.reader_dir)
+    return open_engine(EngineOptions(args.index, args.model, args.threshold, args.reader, args.reader_dir))
 
 
 def format_answer(result: dict, bold: bool = False) -> str:
@@ -195,68 +172,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .training.evaluation import (
-        calibration,
-        evaluate,
-        fit_confidence,
-        funnel,
-        is_conversation_set,
-        threshold_sweep,
-    )
+    from .training.evaluation import chains_report, evaluate, evaluate_chains, is_conversation_set, report
 
     readers = READERS if args.reader == "both" else (args.reader,)
-    if is_conversation_set(Path(args.dataset)):
-        return _eval_chains(args, readers)
+    chains = is_conversation_set(Path(args.dataset))
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         index_dir = args.index or work / "index"
-        results = evaluate(Path(args.dataset), work, index_dir, args.model, args.threshold, readers,
-                           args.reader_dir)
-    if args.fit and "sentence" in results:
-        weights = fit_confidence(results["sentence"][1])
-        print("CONFIDENCE_WEIGHTS = np.array([" + ", ".join(f"{w:.4f}" for w in weights) + "])")
-    if args.json:
-        print(json.dumps({name: {**{k: v for k, v in figures.items() if k != "questions"},
-                                 "gold_found_in": dict(funnel(records))}
-                          for name, (figures, records) in results.items()}))
-        return 0
-    names = list(results)
-    print(f"{'reader':30s} " + " ".join(f"{n:>10s}" for n in names))
-    for key in next(iter(results.values()))[0]:
-        print(f"{key:30s} " + " ".join(f"{results[n][0][key]!s:>10s}" for n in names))
-    for name, (_, records) in results.items():
-        print(f"\n{name} reader, reliability (all questions: confidence bin, count, mean confidence, "
-              "share whose best guess is right)")
-        for bin_name, n, conf, right in calibration(records):
-            print(f"  {bin_name}  {n:5d}  {conf:.2f}  {right:.2f}")
-        print(f"{name} reader, thresholds (threshold, answered when answerable, abstained when unanswerable)")
-        for t, answered, abstained in threshold_sweep(records):
-            print(f"  {t:.2f}  {answered:.3f}  {abstained:.3f}")
-        print(f"{name} reader, where the gold answer was still found (answerable questions)")
-        for label, share in funnel(records):
-            print(f"  {label:28s} {share:.3f}")
-    return 0
-
-
-def _eval_chains(args: argparse.Namespace, readers: tuple[str, ...]) -> int:
-    from .training.evaluation import evaluate_chains
-
-    with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
-        work = Path(args.work_dir) if args.work_dir else Path(tmp)
-        results = evaluate_chains(Path(args.dataset), work, args.index or work / "index", args.model,
-                                  args.threshold, readers, args.reader_dir)
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False))
-        return 0
-    for name, figures in results.items():
-        print(f"{name} reader: {figures['chains_right']:.3f} of {figures['chains']} chains right; "
-              f"standalone turns made worse by history: {figures['standalone_made_worse']}")
-        for kind, share in figures["turns_right"].items():
-            print(f"  turns right, {kind:14s} {share:.3f}")
-        right, turns = figures["later_short_answers_right"]
-        print(f"  short answer right, turns after the first: {right} of {turns}")
-        for line in figures["failures"]:
-            print(f"  wrong: {line}")
+        run = evaluate_chains if chains else evaluate
+        results = run(Path(args.dataset), work, index_dir, args.model, args.threshold, readers,
+                      args.reader_dir)
+    print(chains_report(results, args.json) if chains else report(results, args.json, args.fit))
     return 0
 
 
@@ -274,13 +200,15 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import UsageError, serve, settings
 
+    from .library import Library
+
     try:
         config = settings(args)  # before anything is loaded or bound
     except UsageError as exc:
         _say(f"qa: error: {exc}")
         return 2
-    ensure_index(args.index, args.model)
-    return serve(args, config)
+    engine = _engine(args)
+    return serve(engine, Library(engine, args.uploads, args.read_only), config)
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
@@ -289,7 +217,31 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     return serve(lambda: _engine(args))  # stdout carries only the protocol; notes go to stderr
 
 
-def parser() -> argparse.ArgumentParser:
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from .training.train import Settings
+
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True, help="folder for checkpoints, the log and the exported reader")
+    p.add_argument("--epochs", type=_bounded(float, 0.0001, 100.0), default=Settings.epochs,
+                   help=f"passes over the training examples (default {Settings.epochs})")
+    p.add_argument("--trap-epochs", type=_bounded(float, 0.0, 100.0), default=Settings.trap_epochs,
+                   help="then passes over examples that add reworded questions the window no longer "
+                        f"answers, at a low rate (default {Settings.trap_epochs}; 0: none)")
+    p.add_argument("--batch-size", type=_bounded(int, 1, 1024), default=Settings.batch_size)
+    p.add_argument("--learning-rate", type=_bounded(float, 1e-7, 1.0), default=Settings.learning_rate)
+    p.add_argument("--seed", type=int, default=Settings.seed)
+    p.add_argument("--held-out-articles", type=_bounded(int, 1, 1000), default=Settings.held_out_articles,
+                   help="whole articles kept apart for validation and calibration")
+    p.add_argument("--limit-questions", type=_bounded(int, 1, 10**7), default=None,
+                   help="train on the first N questions only (a quick check)")
+    p.add_argument("--precision", choices=["bf16", "fp32"], default=Settings.precision,
+                   help="bf16: mixed precision, weights kept in fp32 (default; 1.5x faster on a CPU "
+                        "with AVX512-BF16 or a recent GPU); fp32: full precision everywhere")
+    p.add_argument("--model", default=None, help="encoder to start from (default: all-MiniLM-L6-v2)")
+
+
+def parser(training: bool = False) -> argparse.ArgumentParser:
+    """The command line; ``training``: with train-reader's options (they import training code)."""
     top = argparse.ArgumentParser(prog="qa", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -354,25 +306,9 @@ def parser() -> argparse.ArgumentParser:
     common(p, index_default=None)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("train-reader", help="train the span reader on a SQuAD 1.1 file (resumes in --out)")
-    p.add_argument("dataset")
-    p.add_argument("--out", required=True, help="folder for checkpoints, the log and the exported reader")
-    p.add_argument("--epochs", type=_bounded(float, 0.0001, 100.0), default=Settings.epochs,
-                   help=f"passes over the training examples (default {Settings.epochs})")
-    p.add_argument("--trap-epochs", type=_bounded(float, 0.0, 100.0), default=Settings.trap_epochs,
-                   help="then passes over examples that add reworded questions the window no longer "
-                        f"answers, at a low rate (default {Settings.trap_epochs}; 0: none)")
-    p.add_argument("--batch-size", type=_bounded(int, 1, 1024), default=Settings.batch_size)
-    p.add_argument("--learning-rate", type=_bounded(float, 1e-7, 1.0), default=Settings.learning_rate)
-    p.add_argument("--seed", type=int, default=Settings.seed)
-    p.add_argument("--held-out-articles", type=_bounded(int, 1, 1000), default=Settings.held_out_articles,
-                   help="whole articles kept apart for validation and calibration")
-    p.add_argument("--limit-questions", type=_bounded(int, 1, 10**7), default=None,
-                   help="train on the first N questions only (a quick check)")
-    p.add_argument("--precision", choices=["bf16", "fp32"], default=Settings.precision,
-                   help="bf16: mixed precision, weights kept in fp32 (default; 1.5x faster on a CPU "
-                        "with AVX512-BF16 or a recent GPU); fp32: full precision everywhere")
-    p.add_argument("--model", default=None, help="encoder to start from (default: all-MiniLM-L6-v2)")
+    p = sub.add_parser(TRAIN, help="train the span reader on a SQuAD 1.1 file (resumes in --out)")
+    if training:  # its defaults are the training code's, imported only to train
+        _train_arguments(p)
     p.set_defaults(func=cmd_train_reader)
 
     p = sub.add_parser("serve", help="serve the JSON API and chat page")
@@ -422,7 +358,8 @@ _top_k = _bounded(int, 1, 20)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(training=TRAIN in argv).parse_args(argv)
     try:
         return args.func(args)
     except QAError as exc:

@@ -275,3 +275,6 @@ class SearchRequest:
     def from_json(cls, body: object, word: str = "field") -> SearchRequest:
         body = _fields(body, "SearchRequest", word)
         return cls.of(body["query"], body.get("top_k"))
+
+
+ANSWER_SCHEMA = schema("Answer")  # the answer JSON, as one self-contained JSON Schema

@@ -17,6 +17,7 @@ from .contract import Answer, AskRequest, Citation, Passage, SearchRequest, Shor
 from .conversation import rewrite
 from .index import store
 from .index.embedding import DEFAULT_MODEL, Embedder
+from .index.manifest import read_manifest, verify_files
 from .index.questions import question_encoder
 from .index.words import tokenize
 from .readers import Reading, ReadRequest, load_reader
@@ -30,8 +31,8 @@ class Engine:
                  threshold: float | None = None, reader: str = "span", reader_dir: Path | None = None,
                  report: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
         self.index_dir = Path(index_dir)
-        manifest = store.read_manifest(self.index_dir)
-        checked = store.verify_files(self.index_dir, manifest)  # refuse damage before the model loads
+        manifest = read_manifest(self.index_dir)
+        checked = verify_files(self.index_dir, manifest)  # refuse damage before the model loads
         self.model_name = model or manifest.get("model") or DEFAULT_MODEL
         self._embedder: Embedder | None = None
         self._embedder_lock = threading.Lock()
@@ -49,6 +50,10 @@ class Engine:
             if self._embedder is None:
                 self._embedder = Embedder(self.model_name)
             return self._embedder
+
+    def build_signature(self) -> store.Signature:
+        """What identifies the index's published build on disk: it changes when it is rebuilt."""
+        return store.build_signature(self.index_dir)
 
     def reload(self) -> None:
         """Swap in the index's current build (after a rebuild) without a restart."""

@@ -29,6 +29,7 @@ from .engine import Engine
 from .errors import QAError
 from .index.build import Progress, build_index
 from .index.sources import (
+    MAX_BYTES,
     SUPPORTED,
     SourceFile,
     is_within,
@@ -40,6 +41,7 @@ from .index.sources import (
 
 DEFAULT_FOLDER = "uploads"
 MAX_FILES = 20  # per request
+MAX_FILE_BYTES = MAX_BYTES  # the largest file of any format an upload may hold
 MAX_NAME_BYTES = 255  # what most file systems allow
 KEEP_JOBS = 200  # finished jobs remembered for GET /api/jobs/<id>
 

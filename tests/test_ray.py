@@ -31,6 +31,7 @@ from qa.errors import QAError
 from qa.index import store
 from qa.index.build import Progress, build_index, split_parts
 from qa.index.embedding import Embedder, resolve_model
+from qa.index.manifest import read_manifest
 from qa.index.ray_build import MISSING, RaySegments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +142,7 @@ def test_workers_write_their_own_segments(cluster, corpus, local_index, embedder
     report = build_index([corpus], index, embedder, report=lambda _: None, progress=False,
                          write_segments=RaySegments(workers=2, documents_per_segment=1))
     assert report.segments == 3
-    segments = store.read_manifest(index)["segments"]
+    segments = read_manifest(index)["segments"]
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(segments) == 3 and all(entry["node"] in nodes for entry in segments)
     assert sorted(p.name for p in index.glob("seg-*")) == sorted(e["name"] for e in segments)
@@ -218,7 +219,7 @@ def test_a_killed_worker_is_restarted_and_the_build_completes(cluster, embedder,
     restarted = ray._private.state.actors(victim["ActorID"])
     assert restarted["NumRestarts"] >= 1
     assert_same_index(local, index, embedder)
-    named = {e["name"] for e in store.read_manifest(index)["segments"]}
+    named = {e["name"] for e in read_manifest(index)["segments"]}
     assert {p.name for p in index.glob("seg-*")} == named  # nothing half-written is left
 
 

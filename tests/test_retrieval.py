@@ -80,4 +80,4 @@ def test_a_word_written_another_way_is_the_same_word(tmp_path, embedder, written
     data = Engine(tmp_path / "index", reader="sentence").data
     query = make_query(data, asked, np.zeros(data.chunk_vectors.shape[1], np.float32))
     ids, _ = lexical_search(data, query, 2)
-    assert data.documents[int(data.spans["chunk_doc"][ids[0]])].source == "written.txt"
+    assert data.chunk_span(ids[0])[0].source == "written.txt"

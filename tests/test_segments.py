@@ -19,9 +19,9 @@ import pytest
 
 from qa.engine import Engine
 from qa.errors import IndexInvalid
-from qa.index import store
 from qa.index.build import MERGE_FACTOR, build_index, write_locally
 from qa.index.lexical import Lexical, Postings
+from qa.index.manifest import read_manifest
 from qa.index.words import tokenize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,6 +195,6 @@ def test_a_segment_damaged_before_publishing_is_refused_and_the_index_stays(corp
         build_index([corpus], index, embedder, report=lambda _: None, progress=False, write_segments=damaged)
     assert "run the build again" in str(caught.value) and "--rebuild" not in str(caught.value)
     assert (index / "current").resolve() == published
-    named = {e["name"] for e in store.read_manifest(index)["segments"]}
+    named = {e["name"] for e in read_manifest(index)["segments"]}
     assert {p.name for p in index.glob("seg-*")} == named
     assert answers(index) == before

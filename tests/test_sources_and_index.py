@@ -13,6 +13,7 @@ from qa.engine import Engine
 from qa.errors import IndexBusy, IndexInvalid, IndexMissing, NoDocuments
 from qa.index import store
 from qa.index.build import build_index
+from qa.index.manifest import manifest_checksum
 
 
 def make_pdf(path: Path, pages: list[str]) -> None:
@@ -152,7 +153,7 @@ def test_other_model_or_older_format_is_refused(seed_index, tmp_path):
     manifest = idx / "current" / "manifest.json"
     data = json.loads(manifest.read_text())
     data["format_version"] = 0  # an older build: consistent, but another format
-    data["checksum"] = store.manifest_checksum(data)
+    data["checksum"] = manifest_checksum(data)
     manifest.write_text(json.dumps(data))
     with pytest.raises(IndexInvalid, match="format"):
         Engine(idx)

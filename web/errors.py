@@ -10,11 +10,10 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from qa.errors import InvalidRequest
-from qa.index.sources import MAX_BYTES
-from qa.library import Refused
+from qa.library import MAX_FILE_BYTES, Refused
 
 MAX_BODY_BYTES = 64 * 1024  # JSON requests
-MAX_UPLOAD_BYTES = MAX_BYTES + (1 << 20)  # POST /api/documents: the largest file plus the form around it
+MAX_UPLOAD_BYTES = MAX_FILE_BYTES + (1 << 20)  # POST /api/documents: the largest file plus the form around it
 
 # Short machine-readable codes and messages a person can act on, by HTTP status.
 CODES: dict[int, tuple[str, str]] = {

@@ -160,6 +160,15 @@ def _paths() -> dict:
                           **_errors("400", "401", "405", "413", "415", "429", "500", "503")},
             "security": _API_SECURITY,
         }},
+        "/api/search": {"post": {
+            "summary": "The passages that best match a query, without answering",
+            "operationId": "search",
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("SearchRequest")}}},
+            "responses": {"200": _json("SearchResult", "the best passages, best first"),
+                          **_errors("400", "401", "405", "413", "415", "429", "500", "503")},
+            "security": _API_SECURITY,
+        }},
         "/api/health": {"get": {
             "summary": "Whether an index is loaded, and its size",
             "operationId": "health",

@@ -13,17 +13,14 @@ changes again or on the next SIGHUP.
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 import threading
 import time
 from collections.abc import Callable
 
 from qa.engine import Engine
-from qa.index import store
 
-Signature = tuple | None
+Signature = tuple | None  # as Engine.build_signature gives it
 
 
 def _stderr(line: str) -> None:
@@ -47,15 +44,7 @@ class IndexWatcher:
 
     def signature(self) -> Signature:
         """What identifies the current build on disk (None: there is none)."""
-        current = self.engine.index_dir / store.CURRENT
-        try:
-            link = os.lstat(current)
-            target = os.readlink(current) if stat.S_ISLNK(link.st_mode) else ""
-            manifest = os.stat(current / "manifest.json")
-        except OSError:
-            return None
-        return (link.st_ino, link.st_mtime_ns, target,
-                manifest.st_dev, manifest.st_ino, manifest.st_mtime_ns, manifest.st_size)
+        return self.engine.build_signature()
 
     def poll(self) -> None:
         """Called on requests: look at the disk at most once per interval; never blocks on a load."""

@@ -44,9 +44,14 @@ class UsageError(Exception):
 
 @dataclass
 class Settings:
+    """How to serve: where, with how many threads, and the access rules."""
+
     token: str | None
     rate_limit: str | None
     check_host: bool
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 8
 
 
 def _warn(line: str) -> None:
@@ -81,7 +86,8 @@ def settings(args: argparse.Namespace, warn: Callable[[str], None] = _warn) -> S
                 "it in")
         warn(f"qa: warning: serving on {args.host} without a token (--insecure): anyone who can "
              "reach this address can read the indexed documents")
-    return Settings(token=token, rate_limit=limit, check_host=loopback or not insecure)
+    return Settings(token=token, rate_limit=limit, check_host=loopback or not insecure, host=args.host,
+                    port=getattr(args, "port", 8000), threads=getattr(args, "threads", 8))
 
 
 class JsonErrorTask(ErrorTask):
@@ -146,17 +152,15 @@ def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(args: argparse.Namespace, config: Settings | None = None) -> int:
-    """Load the engine (QAError propagates to the CLI), then serve until stopped; exit code 0."""
-    config = config or settings(args)
-    engine = Engine(args.index, args.model, args.threshold, args.reader, args.reader_dir)
+def serve(engine: Engine, library: Library, config: Settings) -> int:
+    """Serve the engine and its documents until stopped; exit code 0. A published change to
+    the documents, a rebuilt index and SIGHUP reload the index in the background."""
     watcher = IndexWatcher(engine)
-    library = Library(engine, getattr(args, "uploads", None), bool(getattr(args, "read_only", False)),
-                      published=lambda: watcher.reload("documents changed"))
+    library.published = lambda: watcher.reload("documents changed")
     app = create_app(engine, token=config.token, rate_limit=config.rate_limit,
                      trusted_hosts_only=config.check_host, watcher=watcher, library=library)
     server = waitress.create_server(
-        app, host=args.host, port=args.port, threads=args.threads,
+        app, host=config.host, port=config.port, threads=config.threads,
         max_request_body_size=WAITRESS_MAX_BODY, ident="qa",
     )
     _json_errors(server)

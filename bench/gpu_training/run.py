@@ -80,7 +80,7 @@ def step_seconds(base: Path, examples: list) -> float:
     model = T.build_model(str(base)).to(device)
     model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    examples = T._clipped(tokenizer, examples[: BATCH * 40])
+    examples = T.clipped(tokenizer, examples[: BATCH * 40])
     times = []
     for i in range(3 if QUICK else 40):
         started = time.time()
@@ -138,10 +138,9 @@ def main() -> None:
         (OUT / "train.log.gz").write_bytes(gzip.compress((run / T.LOG).read_bytes()))
         log("saved", tag, "at step", state["step"])
 
-    T._save = save
     settings = T.Settings(epochs=epochs, batch_size=BATCH, trap_epochs=TRAP,
                           eval_every=2 if QUICK else 500, checkpoint_every=first + steps(MID, n1))
-    T.train(Path("prebuilt"), run, settings, base=str(base), say=log)
+    T.train(Path("prebuilt"), run, settings, base=str(base), say=log, checkpoint_hook=save)
     log("done")
 
 

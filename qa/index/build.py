@@ -22,6 +22,7 @@ from ..errors import IndexInvalid, IndexMissing, NoDocuments
 from . import store
 from .chunking import Chunk, ChunkSettings, Span, chunk_many
 from .embedding import Embedder
+from .manifest import DocumentInfo, SegmentEntry, file_sha256, read_manifest, verify_segment
 from .sources import SUPPORTED, Document, SourceFile, find_files, read_document, shown
 
 
@@ -79,7 +80,7 @@ class Written:
     """A segment a build wrote and has not published yet: its manifest entry, and the
     content hash of each document it holds."""
 
-    entry: dict
+    entry: SegmentEntry
     documents: dict[str, str]
 
 
@@ -90,7 +91,7 @@ class WriteSegments(Protocol):
     It calls ``skip(item, reason)`` for a file it could not read, counts
     ``tracker.documents_done`` per file and the chunks it embeds, and returns the
     segments it wrote. ``index_chunks`` is the size of the index the segments join, not
-    counting their own chunks (see store.dense_index). Whatever it raises fails the build
+    counting their own chunks (see shards.dense_index). Whatever it raises fails the build
     before anything is published. The default runs here (`write_locally`: one segment);
     ``qa.index.ray_build`` runs it on a Ray cluster, whose workers write their own segments.
     """
@@ -158,7 +159,7 @@ def build_index(
                                                         progress, sum(map(_live_chunks, kept)))
             for w in written:
                 try:
-                    store.verify_segment(index_dir, w.entry)
+                    verify_segment(index_dir, w.entry)
                 except IndexInvalid as exc:  # the published index is fine: say so, not "rebuild it"
                     damage = str(exc).split(";")[0]
                     raise IndexInvalid(f"a segment this build wrote did not check out ({damage}); "
@@ -208,7 +209,7 @@ def _tier(chunks: int) -> int:
     return int(math.log(max(chunks, 1), MERGE_FACTOR))
 
 
-def _live_chunks(entry: dict) -> int:
+def _live_chunks(entry: SegmentEntry) -> int:
     dead = set(entry["deleted"])
     return sum(n for source, n in entry["sources"].items() if source not in dead)
 
@@ -244,13 +245,13 @@ def _merge(index_dir: Path, segments: list[dict], dimension: int, size: int,
                                                                               size)]
 
 
-def _merged(index_dir: Path, group: list[dict], dimension: int, size: int) -> dict:
+def _merged(index_dir: Path, group: list[SegmentEntry], dimension: int, size: int) -> SegmentEntry:
     """One new segment holding the live documents of these, their vectors reused."""
     view = store.combine({}, [store.load_segment(index_dir, e) for e in group], dimension, index_dir)
     return write_parts(index_dir, list(split_parts(view).values()), dimension, size)
 
 
-def write_parts(index_dir: Path, parts: list[Part], dimension: int, size: int) -> dict:
+def write_parts(index_dir: Path, parts: list[Part], dimension: int, size: int) -> SegmentEntry:
     """One segment of these parts, for an index of ``size`` live chunks in all; its entry."""
     spans, chunk_vectors, sentence_vectors = _assemble(parts, dimension)
     docs = [p.document for p in parts]
@@ -269,7 +270,7 @@ def _previous(index_dir: Path, embedder: Embedder, settings: ChunkSettings, repo
     large the index. Its segments' files must all be there at their recorded sizes.
     """
     try:
-        manifest = store.read_manifest(index_dir)
+        manifest = read_manifest(index_dir)
         if manifest.get("model") != embedder.name or manifest.get("dimension") != embedder.dimension:
             raise IndexInvalid(f"index at {index_dir} was built with model {manifest.get('model')!r}")
         for entry in manifest["segments"]:
@@ -311,7 +312,7 @@ def _unchanged(item: SourceFile, old: dict[str, str]) -> str | None:
     segment), else None; raises OSError if the file cannot be read."""
     before = old.get(item.source)
     if before is not None:
-        digest = store.file_sha256(item.path)
+        digest = file_sha256(item.path)
         if digest == before:
             return digest
     return None
@@ -346,7 +347,7 @@ def write_locally(items: list[SourceFile], index_dir: Path, embedder: Embedder, 
     return [Written(entry, {p.document.source: p.document.sha256 for p in parts})]
 
 
-def _info(path: Path, old: dict | None) -> dict:
+def _info(path: Path, old: DocumentInfo | None) -> DocumentInfo:
     """Where a document's file is, its size, and when this content was first indexed
     (``old``: what the manifest said of it, when unchanged)."""
     when = (old.get("indexed_at") if isinstance(old, dict) else None) or time.strftime(

@@ -15,9 +15,7 @@ says how to rebuild it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -33,17 +31,24 @@ import scipy.sparse as sp
 
 from ..errors import IndexBusy, IndexInvalid, IndexMissing
 from .lexical import Lexical, Postings
-from .shards import Dense, Rows
+from .manifest import (
+    CURRENT,
+    FORMAT_VERSION,
+    Manifest,
+    SegmentEntry,
+    file_digest,
+    manifest_checksum,
+    read_manifest,
+    rebuild_hint,
+    verify_files,
+)
+from .shards import Dense, Rows, dense_index
 from .sources import Document
 from .words import tokenize
 
-FORMAT_VERSION = 4  # 4: BM25 words without accents, and initials with full stops ("U.S.") one word
 # One question is one search: FAISS's OpenMP threads only add overhead there, and the
 # server already answers requests on several threads.
 faiss.omp_set_num_threads(1)
-EXACT_LIMIT = 50_000  # chunks; above this the dense index is approximate (see dense_index)
-MIN_APPROXIMATE = 2_000  # a segment smaller than this is searched exactly in any index
-CURRENT = "current"
 LOCK = ".lock"
 SEGMENT = "seg-"  # segment folders
 MANIFEST = "gen-"  # folders of one manifest each; `current` links to the one in use
@@ -57,7 +62,7 @@ SPAN_FIELDS = (
 class IndexData:
     """Everything retrieval and answering read, held in memory."""
 
-    manifest: dict
+    manifest: Manifest
     documents: list[Document]
     spans: dict[str, np.ndarray]
     chunk_vectors: Rows  # indexed like an array by chunk id
@@ -148,10 +153,6 @@ class IndexData:
         return owner, m.indices[at]
 
 
-def rebuild_hint(index_dir: Path) -> str:
-    return f"rebuild it with: qa index SOURCES --index {index_dir} --rebuild"
-
-
 @contextlib.contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
     """Only one build of an index at a time; a second one is refused at once."""
@@ -173,9 +174,26 @@ def exists(index_dir: Path) -> bool:
     return (index_dir / CURRENT / "manifest.json").is_file()
 
 
+Signature = tuple | None
+
+
+def build_signature(index_dir: Path) -> Signature:
+    """What identifies the published build on disk, cheaply (None: there is none): a new
+    build, even of the same size within the same second, gives another signature."""
+    current = index_dir / CURRENT
+    try:
+        link = os.lstat(current)
+        target = os.readlink(current) if stat.S_ISLNK(link.st_mode) else ""
+        manifest = os.stat(current / "manifest.json")
+    except OSError:
+        return None
+    return (link.st_ino, link.st_mtime_ns, target,
+            manifest.st_dev, manifest.st_ino, manifest.st_mtime_ns, manifest.st_size)
+
+
 def write_segment(index_dir: Path, documents: list[Document], spans: dict[str, np.ndarray],
                   chunk_vectors: np.ndarray, sentence_vectors: np.ndarray, chunk_texts: list[str],
-                  sentence_texts: list[str], index_chunks: int | None = None) -> dict:
+                  sentence_texts: list[str], index_chunks: int | None = None) -> SegmentEntry:
     """Write one immutable segment, synced to disk; its entry for the manifest.
 
     Nothing refers to it until a manifest naming it is published. ``index_chunks``: the
@@ -205,16 +223,16 @@ def write_segment(index_dir: Path, documents: list[Document], spans: dict[str, n
         _fsync(folder)
         return {"name": name, "sources": [d.source for d in documents], "chunks": len(chunk_texts),
                 "dense_index": dense_info, "deleted": [],
-                "files": {p.relative_to(folder).as_posix(): _file_digest(p) for p in files}}
+                "files": {p.relative_to(folder).as_posix(): file_digest(p) for p in files}}
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def publish(index_dir: Path, manifest: dict) -> Path:
+def publish(index_dir: Path, manifest: Manifest) -> Path:
     """Make this manifest (and the segments it names) the index, in one atomic rename;
     then remove what no manifest in use refers to any more."""
-    manifest = dict(manifest, format_version=FORMAT_VERSION)
+    manifest = Manifest(manifest, format_version=FORMAT_VERSION)
     manifest.pop("checksum", None)
     manifest["checksum"] = manifest_checksum(manifest)
     folder = index_dir / f"{MANIFEST}{uuid.uuid4().hex[:12]}"
@@ -271,110 +289,12 @@ def term_matrix(texts: list[str], vocab: dict[str, int]) -> sp.csr_matrix:
     return sp.csr_matrix((data, (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
 
 
-def dense_index(vectors: np.ndarray, index_chunks: int | None = None) -> tuple[faiss.Index, dict]:
-    """The FAISS index for this many vectors, and a description for the manifest.
-
-    Up to EXACT_LIMIT chunks an exact inner-product search is fast enough (a few ms).
-    Above it, an inverted file over k-means cells with 8-bit scalar quantisation keeps
-    search in milliseconds and memory at a quarter, at a recall@10 against exact
-    search measured by bench/scale.py. The choice goes by the size of the whole index
-    the vectors are a segment of (``index_chunks``): ten exact segments of a large index
-    would cost ten times one approximate index; a segment under MIN_APPROXIMATE chunks
-    stays exact.
-    """
-    n, dim = (vectors.shape[0], vectors.shape[1]) if vectors.ndim == 2 else (0, 0)
-    if max(n, index_chunks or 0) <= EXACT_LIMIT or n < MIN_APPROXIMATE:
-        index = faiss.IndexFlatIP(dim)
-        if n:
-            index.add(vectors)
-        return index, {"type": "flat", "exact": True}
-    cells = min(int(4 * np.sqrt(n)), n // 39)  # FAISS wants 39 training points a cell
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, cells, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
-    sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * cells), replace=False)]
-    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building is one big batch job
-    try:
-        index.train(sample)
-        index.add(vectors)
-    finally:
-        faiss.omp_set_num_threads(1)
-    # A thirtieth-second of the cells (at least 4): a segment of a tenth of the index
-    # probes a tenth of the cells one index would, for the same share of its vectors.
-    probes = max(4, -(-cells // 32))
-    index.nprobe = probes
-    return index, {"type": f"ivf{cells},sq8", "exact": False, "nprobe": probes}
-
-
-def _file_digest(path: Path) -> dict:
-    """SHA-256 and size, read in blocks; a FIFO or device is refused, never waited on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    h = hashlib.sha256()
-    size = 0
-    with open(fd, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
-    return {"sha256": h.hexdigest(), "bytes": size}
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def read_manifest(index_dir: Path) -> dict:
-    """The manifest of the current build, checked for format."""
-    path = index_dir / CURRENT / "manifest.json"
-    if not path.is_file():
-        raise IndexMissing(f"no index at {index_dir}; build one with: qa index SOURCES --index {index_dir}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexInvalid(f"index manifest {path} is damaged ({exc}); {rebuild_hint(index_dir)}") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        found = manifest.get("format_version") if isinstance(manifest, dict) else None
-        raise IndexInvalid(
-            f"index manifest {path} has format {found!r}, this version reads format "
-            f"{FORMAT_VERSION}; {rebuild_hint(index_dir)}"
-        )
-    if manifest.get("checksum") != manifest_checksum(manifest):
-        raise IndexInvalid(f"index manifest {path} is damaged (checksum mismatch); {rebuild_hint(index_dir)}")
-    return manifest
-
-
-def manifest_checksum(manifest: dict) -> str:
-    """SHA-256 of the manifest's content without its own checksum field."""
-    body = {k: v for k, v in manifest.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def verify_files(index_dir: Path, manifest: dict) -> Path:
-    """Every file of every segment the manifest names is present with its recorded
-    checksum; the manifest's folder, checked."""
-    folder = (index_dir / CURRENT).resolve()
-    for entry in manifest.get("segments", []):
-        verify_segment(index_dir, entry)
-    return folder
-
-
-def verify_segment(index_dir: Path, entry: dict) -> None:
-    """Every file of this segment is present with its recorded checksum, or IndexInvalid."""
-    for name, expected in entry.get("files", {}).items():
-        path = index_dir / entry["name"] / name
-        try:
-            intact = path.is_file() and _file_digest(path) == expected
-        except OSError:
-            intact = False
-        if not intact:
-            raise IndexInvalid(f"index file {path} is missing or damaged; {rebuild_hint(index_dir)}")
 
 
 def segment_folders(index_dir: Path) -> list[Path]:
@@ -386,7 +306,7 @@ def segment_folders(index_dir: Path) -> list[Path]:
 class Segment:
     """One segment as stored, every row of it (deleted documents included)."""
 
-    entry: dict
+    entry: SegmentEntry
     documents: list[Document]
     spans: dict[str, np.ndarray]
     chunk_vectors: np.ndarray
@@ -396,7 +316,7 @@ class Segment:
     sentence_terms: sp.csr_matrix
 
 
-def load_segment(index_dir: Path, entry: dict) -> Segment:
+def load_segment(index_dir: Path, entry: SegmentEntry) -> Segment:
     folder = index_dir / entry["name"]
     documents = []
     with open(folder / "documents.jsonl", encoding="utf-8") as fh:
@@ -445,7 +365,7 @@ def load(index_dir: Path, model_name: str | None = None, dimension: int | None =
         raise IndexInvalid(f"index at {index_dir} cannot be read ({exc}); {hint}") from None
 
 
-def combine(manifest: dict, segments: list[Segment], dimension: int, path: Path) -> IndexData:
+def combine(manifest: Manifest, segments: list[Segment], dimension: int, path: Path) -> IndexData:
     """The live documents of these segments as one index, numbered in segment order."""
     documents: list[Document] = []
     cols: dict[str, list[np.ndarray]] = {k: [] for k in SPAN_FIELDS}
@@ -496,8 +416,3 @@ def _global_terms(matrix: sp.csr_matrix, to_global: np.ndarray, size: int) -> sp
     """A segment's sentence x word matrix with its words renumbered in the united vocabulary."""
     indices = to_global[matrix.indices] if len(to_global) else matrix.indices
     return sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], max(size, 1)))
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a source file, read in blocks (never the whole file at once)."""
-    return _file_digest(path)["sha256"]

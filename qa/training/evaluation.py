@@ -321,3 +321,48 @@ def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str |
             "failures": failures,
         }
     return out
+
+
+def report(results: dict[str, tuple[dict, list[dict]]], as_json: bool = False, fit: bool = False) -> str:
+    """What ``qa eval`` prints for a SQuAD file: each reader's figures side by side, then its
+    reliability, thresholds and where the gold answers were lost (or all of it as JSON)."""
+    lines = []
+    if fit and "sentence" in results:
+        weights = fit_confidence(results["sentence"][1])
+        lines.append("CONFIDENCE_WEIGHTS = np.array([" + ", ".join(f"{w:.4f}" for w in weights) + "])")
+    if as_json:
+        lines.append(json.dumps({name: {**{k: v for k, v in figures.items() if k != "questions"},
+                                        "gold_found_in": dict(funnel(records))}
+                                 for name, (figures, records) in results.items()}))
+        return "\n".join(lines)
+    names = list(results)
+    lines.append(f"{'reader':30s} " + " ".join(f"{n:>10s}" for n in names))
+    for key in next(iter(results.values()))[0]:
+        lines.append(f"{key:30s} " + " ".join(f"{results[n][0][key]!s:>10s}" for n in names))
+    for name, (_, records) in results.items():
+        lines.append(f"\n{name} reader, reliability (all questions: confidence bin, count, mean "
+                     "confidence, share whose best guess is right)")
+        lines += [f"  {b}  {n:5d}  {conf:.2f}  {right:.2f}" for b, n, conf, right in calibration(records)]
+        lines.append(f"{name} reader, thresholds (threshold, answered when answerable, abstained when "
+                     "unanswerable)")
+        lines += [f"  {t:.2f}  {answered:.3f}  {abstained:.3f}" for t, answered, abstained in
+                  threshold_sweep(records)]
+        lines.append(f"{name} reader, where the gold answer was still found (answerable questions)")
+        lines += [f"  {label:28s} {share:.3f}" for label, share in funnel(records)]
+    return "\n".join(lines)
+
+
+def chains_report(results: dict[str, dict], as_json: bool = False) -> str:
+    """What ``qa eval`` prints for a conversation set: chains right, turns right by kind, and
+    every chain that went wrong."""
+    if as_json:
+        return json.dumps(results, ensure_ascii=False)
+    lines = []
+    for name, figures in results.items():
+        lines.append(f"{name} reader: {figures['chains_right']:.3f} of {figures['chains']} chains right; "
+                     f"standalone turns made worse by history: {figures['standalone_made_worse']}")
+        lines += [f"  turns right, {kind:14s} {share:.3f}" for kind, share in figures["turns_right"].items()]
+        right, turns = figures["later_short_answers_right"]
+        lines.append(f"  short answer right, turns after the first: {right} of {turns}")
+        lines += [f"  wrong: {line}" for line in figures["failures"]]
+    return "\n".join(lines)

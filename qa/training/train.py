@@ -139,7 +139,7 @@ def _lengths(examples: list[Example]) -> list[int]:
     return [len(e.question) + len(e.window.text) for e in examples]
 
 
-def _clipped(tokenizer, examples: list[Example]) -> list[Example]:
+def clipped(tokenizer, examples: list[Example]) -> list[Example]:
     """The examples with their questions cut to what the reader reads."""
     return [Example(clip_question(tokenizer, e.question), e.window, e.answer, e.answers) for e in examples]
 
@@ -217,7 +217,8 @@ def torch_predictor(model, device) -> Predict:
     return run
 
 
-def _save(state: dict, path: Path) -> None:
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write a training state, atomically: a crash leaves the previous checkpoint whole."""
     import torch
 
     partial = path.with_name(path.name + ".part")
@@ -231,8 +232,12 @@ def _log(out: Path, record: dict) -> None:
 
 
 def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
-          say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Path:
-    """Train (or resume) and export; returns the folder of the exported reader."""
+          say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+          checkpoint_hook: Callable[[dict, Path], None] = save_checkpoint) -> Path:
+    """Train (or resume) and export; returns the folder of the exported reader.
+
+    ``checkpoint_hook(state, path)`` is called at every checkpoint (by default it writes
+    the state, from which a later run resumes); a caller may keep what it needs instead."""
     import torch
     from tqdm import tqdm
 
@@ -254,11 +259,11 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
         for a in val_articles:
             a.questions = a.questions[: max(settings.limit_questions // 4, 2)]
     tokenizer = load_tokenizer(base)
-    phases = [_clipped(tokenizer, training_examples(train_articles, settings.seed))]
+    phases = [clipped(tokenizer, training_examples(train_articles, settings.seed))]
     plans = [batch_plan(_lengths(phases[0]), settings.epochs, settings.batch_size, settings.seed)]
     then = ""
     if settings.trap_epochs:
-        phases.append(_clipped(tokenizer, training_examples(train_articles, settings.seed + 1, reword=True)))
+        phases.append(clipped(tokenizer, training_examples(train_articles, settings.seed + 1, reword=True)))
         plans.append(batch_plan(_lengths(phases[1]), settings.trap_epochs, settings.batch_size,
                                 settings.seed + 1))
         then = f"; then {len(plans[1])} steps over {len(phases[1])} with reworded questions"
@@ -304,7 +309,7 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
         say(f"resuming from step {step} of {total}")
 
     def save() -> None:
-        _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        checkpoint_hook({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
                "step": step, "phase": phase, "plan_steps": len(plans[0]), "seed": settings.seed,
                "precision": settings.precision}, checkpoint)

@@ -20,6 +20,7 @@ from web_support import ROOT, SEED_FILE, make_index, start_server
 
 from qa.engine import Engine
 from qa.index import store
+from qa.index.manifest import CURRENT, read_manifest
 from web.app import create_app
 from web.reloading import IndexWatcher
 
@@ -98,7 +99,7 @@ def test_damaged_build_keeps_the_old_index_serving(watched):
 def test_missing_index_keeps_the_old_index_serving_and_logs_once(watched):
     engine, watcher, client, lines, index, _ = watched
     good = engine.data
-    (index / store.CURRENT).unlink()
+    (index / CURRENT).unlink()
     for _ in range(5):  # a broken state is reported once, not on every request
         assert client.get("/api/health").status_code == 200
         assert watcher.wait()
@@ -206,7 +207,7 @@ def test_two_read_only_servers_share_one_index(seed_index, tmp_path):
         said = [answer_of(s) for s in servers]
         assert said[0]["answer"].startswith("Sonata Coulter") and said[0] == said[1]
         index_in_subprocess(corpus(tmp_path / "docs", True), index)
-        assert len(store.read_manifest(index)["segments"]) == 2
+        assert len(read_manifest(index)["segments"]) == 2
         for server in servers:
             deadline = time.monotonic() + 30
             while True:
