@@ -149,26 +149,25 @@ def _errors(*statuses: str) -> dict:
 # The token is optional: a server started without --token needs none (hence the empty {}).
 _API_SECURITY = [{}, {"bearerToken": []}]
 
+def _question(summary: str, operation: str, request: str, result: str, description: str) -> dict:
+    """A rate-limited POST route that takes a contract request as JSON."""
+    return {"post": {
+        "summary": summary,
+        "operationId": operation,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+        "responses": {"200": _json(result, description),
+                      **_errors("400", "401", "405", "413", "415", "429", "500", "503")},
+        "security": _API_SECURITY,
+    }}
+
+
 def _paths() -> dict:
     return {
-        "/api/ask": {"post": {
-            "summary": "Answer a question with quotes from the indexed documents",
-            "operationId": "ask",
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _ref("AskRequest")}}},
-            "responses": {"200": _json("Answer", "the answer, or an abstention with the closest passages"),
-                          **_errors("400", "401", "405", "413", "415", "429", "500", "503")},
-            "security": _API_SECURITY,
-        }},
-        "/api/search": {"post": {
-            "summary": "The passages that best match a query, without answering",
-            "operationId": "search",
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _ref("SearchRequest")}}},
-            "responses": {"200": _json("SearchResult", "the best passages, best first"),
-                          **_errors("400", "401", "405", "413", "415", "429", "500", "503")},
-            "security": _API_SECURITY,
-        }},
+        "/api/ask": _question("Answer a question with quotes from the indexed documents", "ask",
+                              "AskRequest", "Answer",
+                              "the answer, or an abstention with the closest passages"),
+        "/api/search": _question("The passages that best match a query, without answering", "search",
+                                 "SearchRequest", "SearchResult", "the best passages, best first"),
         "/api/health": {"get": {
             "summary": "Whether an index is loaded, and its size",
             "operationId": "health",
@@ -267,7 +266,8 @@ def spec() -> dict:
                                 "a body or headers over its limits, on any path. Started with a "
                                 "token, the server wants it on every /api/ call; without one, it "
                                 "answers only requests addressed to localhost, 127.0.0.1 or [::1]. "
-                                "/api/ask is rate-limited per client address (qa serve --rate-limit)."},
+                                "/api/ask and /api/search are rate-limited per client address "
+                                "(qa serve --rate-limit)."},
         "paths": _paths(),
         "components": {"schemas": SCHEMAS, "securitySchemes": {"bearerToken": {
             "type": "http", "scheme": "bearer",

@@ -40,11 +40,11 @@ DEFAULT_READER_DIR = Path(__file__).parent.parent / "models" / "reader"
 WINDOWS = 2  # windows read per question, around the best distinct candidate sentences
 # When none of those is this confident, two more windows are read (around the next best
 # candidates): SQuAD dev F1 0.666 -> 0.673 and answered 0.884 -> 0.907, COVID-QA contains
-# 0.472 -> 0.484, for 2.4 ms more at p50 (README, "Answer quality").
+# 0.472 -> 0.484, for 2.4 ms more at p50 (docs/quality.md).
 MORE_WINDOWS = 2
 DEEPER = 0.5
 # Abstain below this chance that the short answer is right; chosen on the SQuAD 2.0 dev
-# subset and the seeds' off-topic set (README, "Answer quality").
+# subset and the seeds' off-topic set (docs/quality.md).
 DEFAULT_THRESHOLD = 0.1
 # A follow-up repeats the last answer's sentence only when no other window reaches this share
 # of its confidence (and the threshold): the same sentence may well hold the new answer.
@@ -55,7 +55,7 @@ AVOID_RATIO = 0.5
 # logit about as much as the span (its calibration); as a choice between windows the logit
 # tells more. Chosen on the 8 SQuAD articles held out of training: the chosen window holds
 # the answer for 1,467 of 1,679 questions, against 1,451 when choosing by confidence plus
-# 0.1 for the first window (README, "Answer quality").
+# 0.1 for the first window (docs/quality.md).
 CHOOSE_ANSWERABLE = 3.0
 CHOOSE_FIRST = 2.0
 CHOOSE_RANK = 0.5

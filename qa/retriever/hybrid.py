@@ -7,8 +7,7 @@ BM25 score relative to the best one, and how well its best single sentence
 matches the question, by meaning (sentence vectors stored at index time) and
 by the question's rarer words (rare in the corpus, and rare among the candidates:
 in a long document every chunk shares its topic words). Looking inside chunks at
-sentence level is what lifts this above plain rank fusion (see README, "Answer
-quality").
+sentence level is what lifts this above plain rank fusion (docs/quality.md).
 
 The retriever only ranks chunks; choosing the answer inside them is the
 reader's job (``answer``), so either side can be swapped on its own.
@@ -29,7 +28,7 @@ DEPTH = 50  # candidates taken from each ranking before fusion
 # best (sentence cosine + half its word overlap), and the best sentence's word overlap and
 # (cosine + half of it) with the words weighted by how few candidates hold them
 # (``candidate_focus``). Measured on COVID-QA, the SQuAD 2.0 dev subset and eight held-out
-# SQuAD 1.1 articles (README, "Answer quality").
+# SQuAD 1.1 articles (docs/quality.md).
 WEIGHTS = np.array([0.6, 0.25, 0.5, 0.6, 0.6, 0.6])
 
 

@@ -67,7 +67,7 @@ class Settings:
     # The optional second phase: passes over the examples with reworded questions, at a
     # constant low rate. 0.07 after the shipped model's first phase: SQuAD 2.0 dev abstains on
     # 0.231 of unanswerable questions instead of 0.145 at the same 0.90 answered, but F1 0.659
-    # instead of 0.673 and 28 of 42 conversations instead of 32; not the default (README).
+    # instead of 0.673 and 28 of 42 conversations instead of 32; not the default (docs/quality.md).
     trap_epochs: float = 0.0
     trap_learning_rate: float = 2e-5
     eval_every: int = 250
@@ -395,7 +395,7 @@ def quantize(fp32: Path, int8: Path, per_column: bool = True) -> None:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.disable(logging.WARNING)  # its advice to pre-process first: tried, no faster (README)
+    logging.disable(logging.WARNING)  # its advice to pre-process first: tried, no faster (docs/quality.md)
     try:
         quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
                          per_channel=per_column, reduce_range=per_column)

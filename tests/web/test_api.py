@@ -129,6 +129,28 @@ def test_top_k_limits_passages(client, spec, top_k):
     assert 1 <= len(response.get_json()["passages"]) <= top_k
 
 
+def test_search_returns_the_passages_ask_would_list(client, spec, engine, seed_text):
+    response = client.post("/api/search", json={"query": DELEGATION, "top_k": 3})
+    assert response.status_code == 200
+    body = response.get_json()
+    check_response(spec, "/api/search", "post", 200, response.content_type, body)
+    assert body == {"passages": engine.ask(DELEGATION, top_k=3)["passages"]}
+    assert all(p["text"] == seed_text[p["start"] : p["end"]] for p in body["passages"])
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"query": "  "}, "query is empty"),
+    ({"question": DELEGATION}, "unknown field 'question'"),
+    ({}, "missing field 'query'"),
+    ({"query": DELEGATION, "top_k": 0}, "top_k must be a whole number from 1 to 20"),
+])
+def test_search_refuses_what_the_mcp_tool_refuses(client, body, message):
+    response = client.post("/api/search", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_request"
+    assert message in response.get_json()["error"]["message"]
+
+
 def test_source_is_the_whole_document(client, spec, seed_text):
     response = client.get(f"/api/sources/{SEED_FILE.name}")
     assert response.status_code == 200

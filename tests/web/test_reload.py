@@ -197,7 +197,7 @@ def test_rebuild_while_serving_then_sighup(seed_index, tmp_path):
 
 
 def test_two_read_only_servers_share_one_index(seed_index, tmp_path):
-    """Scale-out as the README describes it: two `qa serve --read-only` processes on one index
+    """Scale-out as docs/scale.md describes it: two `qa serve --read-only` processes on one index
     folder answer alike, and each picks up on its own the build that `qa index` publishes (the
     new document in a segment of its own, so both then search two segments side by side)."""
     index = copy_index(seed_index, tmp_path / "index")
