@@ -1,7 +1,7 @@
 """Text out of HTML, PDF and Word (.docx) files: bytes in, text out, nothing else trusted.
 
 Each parser gets a file's bytes, already read within its size limit by ``sources``,
-and gives the text it stores (PDF: also the offset where every page starts). Archives
+and gives the text it stores (PDFs have their own module, ``pdf``: text and boxes). Archives
 are checked before they are unpacked: a .docx that would unpack past
 ``MAX_DOCX_UNPACKED`` or hold too many parts is refused, as is an encrypted one.
 """
@@ -9,11 +9,8 @@ are checked before they are unpacked: a .docx that would unpack past
 from __future__ import annotations
 
 import io
-import logging
 import re
-import warnings
 import zipfile
-from pathlib import Path
 
 # A .docx is a zip archive: python-docx unpacks every part into memory and parses the XML
 # parts into trees of about 11 times their size, so the parts together may unpack to at
@@ -66,33 +63,6 @@ def html_to_text(raw: bytes) -> str:
             stack.extend(reversed(list(node.children)))
     blocks = ["".join(b.split("\n")).strip() for b in "".join(parts).split("\n\n")]
     return "\n\n".join(" ".join(b.split()) for b in blocks if b.strip())
-
-
-def pdf_to_text(source: Path | bytes) -> tuple[str, list[int]]:
-    """Text layer of a PDF (a path or its bytes) and the offset where each page starts."""
-    from pypdf import PdfReader
-
-    stream = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-    quiet = logging.getLogger("pypdf")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # pypdf logs repairs of broken files; not our one line
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reader = PdfReader(stream)
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise ValueError("encrypted, needs a password")
-            texts: list[str] = []
-            pages: list[int] = []
-            offset = 0
-            for page in reader.pages:
-                page_text = (page.extract_text() or "").strip()
-                pages.append(offset)
-                texts.append(page_text)
-                offset += len(page_text) + 2
-    finally:
-        quiet.setLevel(level)
-    return "\n\n".join(texts), pages
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

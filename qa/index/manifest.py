@@ -18,7 +18,9 @@ from typing import TypedDict
 
 from ..errors import IndexInvalid, IndexMissing
 
-FORMAT_VERSION = 4  # 4: BM25 words without accents, and initials with full stops ("U.S.") one word
+# 4: BM25 words without accents, and initials with full stops ("U.S.") one word;
+# 5: PDF text from PDFium, with every character's box on its page (boxes.npy)
+FORMAT_VERSION = 5
 CURRENT = "current"
 
 

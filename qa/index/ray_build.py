@@ -235,9 +235,11 @@ def _row(i: int, part: Part | None, skipped: str = "") -> dict[str, Any]:
     def raw(x: np.ndarray | list[int] | None) -> bytes:
         return np.ascontiguousarray(np.zeros(0) if x is None else x, dtype=np.int64).tobytes()
 
+    boxes = b"" if doc.boxes is None else np.ascontiguousarray(doc.boxes, np.float32).tobytes()
     return {"i": i, "skipped": skipped, "source": doc.source, "text": doc.text, "sha256": doc.sha256,
             "pages": raw(doc.pages), "sentences": raw(part.sentences if part else None),
-            "chunks": raw(part.chunks if part else None)}
+            "chunks": raw(part.chunks if part else None), "pdf": doc.boxes is not None,
+            "boxes": boxes, "page_sizes": json.dumps(doc.page_sizes)}
 
 
 def _part(row: dict[str, Any]) -> Part | None:
@@ -245,7 +247,10 @@ def _part(row: dict[str, Any]) -> Part | None:
     if row["skipped"]:
         return None
     pages = np.frombuffer(row["pages"], np.int64).tolist()
-    return Part(Document(row["source"], row["text"], row["sha256"], pages),
+    boxes = np.frombuffer(row["boxes"], np.float32).reshape(-1, 4).copy() if row["pdf"] else None
+    sizes = json.loads(row["page_sizes"])
+    document = Document(row["source"], row["text"], row["sha256"], pages, boxes, sizes)
+    return Part(document,
                 np.frombuffer(row["sentences"], np.int64).reshape(-1, 2).copy(),
                 np.frombuffer(row["chunks"], np.int64).reshape(-1, 4).copy())
 

@@ -3,7 +3,8 @@
 For plain text and Markdown the stored text is exactly what
 ``open(path, encoding="utf-8").read()`` returns, so citation offsets can be
 checked against the file itself. HTML keeps only visible text; PDF keeps the
-text layer with the offset at which every page starts; Word (.docx) keeps the text of
+text layer with the offset at which every page starts and every character's box
+(``pdf.py``); Word (.docx) keeps the text of
 the body's paragraphs, headings, list items and tables in reading order.
 
 Sources are untrusted: a file that cannot be used (binary content under a text
@@ -27,7 +28,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .formats import docx_to_text, html_to_text, pdf_to_text, size_text
+import numpy as np
+
+from .formats import docx_to_text, html_to_text, size_text
+from .pdf import pdf_to_text
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -52,6 +56,10 @@ class Document:
     text: str
     sha256: str
     pages: list[int] = field(default_factory=list)  # PDF: offset where each page starts
+    # PDF: each character's box on its page (left, top, right, bottom in points from the
+    # page's top-left corner; NaN where nothing is printed), and each page's width and height.
+    boxes: np.ndarray | None = None
+    page_sizes: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -205,22 +213,24 @@ def read_document(item: SourceFile) -> Document:
     raw = _read_bounded(item.path, size_limit(item.path))
     digest = hashlib.sha256(raw).hexdigest()
     suffix = item.path.suffix.lower()
-    pages: list[int] = []
     if not raw:
         raise ValueError("empty file")
     if suffix in TEXT_SUFFIXES:
         text = decode_text(raw)
+    elif suffix in PDF_SUFFIXES:
+        pdf = _extract("PDF", pdf_to_text, raw)
+        if not pdf.text.strip():
+            raise ValueError("no text")
+        return Document(item.source, pdf.text, digest, pdf.pages, pdf.boxes, pdf.sizes)
     elif suffix in HTML_SUFFIXES:
         if not raw.startswith(_UTF16_BOMS) and _looks_binary(raw, utf8=False):
             raise ValueError("binary content")
         text = _extract("HTML", html_to_text, raw)
-    elif suffix in DOCX_SUFFIXES:
-        text = _extract("DOCX", docx_to_text, raw)
     else:
-        text, pages = _extract("PDF", pdf_to_text, raw)
+        text = _extract("DOCX", docx_to_text, raw)
     if not text.strip():
         raise ValueError("no text")
-    return Document(item.source, text, digest, pages)
+    return Document(item.source, text, digest)
 
 
 def _read_bounded(path: Path, limit: int) -> bytes:

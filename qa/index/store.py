@@ -42,6 +42,7 @@ from .manifest import (
     rebuild_hint,
     verify_files,
 )
+from .pdf import save_boxes
 from .shards import Dense, Rows, dense_index
 from .sources import Document
 from .words import tokenize
@@ -52,6 +53,7 @@ faiss.omp_set_num_threads(1)
 LOCK = ".lock"
 SEGMENT = "seg-"  # segment folders
 MANIFEST = "gen-"  # folders of one manifest each; `current` links to the one in use
+BOXES = "boxes.npy"  # the PDFs' character boxes (see sources.Document.boxes)
 SPAN_FIELDS = (
     "sent_doc", "sent_start", "sent_end",
     "chunk_doc", "chunk_start", "chunk_end", "chunk_first", "chunk_last",
@@ -120,6 +122,18 @@ class IndexData:
         """How many chunks each document (in ``documents`` order) was cut into."""
         return np.bincount(self.spans["chunk_doc"], minlength=len(self.documents))
 
+    def documents_within(self, source: str) -> list[int]:
+        """Positions in ``documents`` of the document named ``source``, or of every document
+        in the folder ``source`` (a prefix of names, "reports" or "reports/")."""
+        if source in self._position:
+            return [self._position[source]]
+        folder = source.rstrip("/") + "/"
+        return [i for i, d in enumerate(self.documents) if d.source.startswith(folder)]
+
+    def chunks_of(self, documents: list[int]) -> np.ndarray:
+        """The ids of these documents' chunks, in order."""
+        return np.flatnonzero(np.isin(self.spans["chunk_doc"], documents))
+
     def chunk_text(self, i: int) -> str:
         doc, start, end = self.chunk_span(i)
         return doc.text[start:end]
@@ -130,6 +144,7 @@ class IndexData:
 
     def __post_init__(self) -> None:
         self._by_source = {d.source: d for d in self.documents}
+        self._position = {d.source: i for i, d in enumerate(self.documents)}
         # Inverse document frequency (over chunks) of every word in the BM25 vocabulary.
         n = max(self.chunk_count, 1)
         df = self.lexical.document_frequencies
@@ -204,9 +219,12 @@ def write_segment(index_dir: Path, documents: list[Document], spans: dict[str, n
     folder = index_dir / name
     folder.mkdir()
     try:
+        boxes_at = save_boxes(folder / BOXES, [d.boxes for d in documents])
         with open(folder / "documents.jsonl", "w", encoding="utf-8") as fh:
-            for d in documents:
+            for d, at in zip(documents, boxes_at):
                 row = {"source": d.source, "sha256": d.sha256, "pages": d.pages, "text": d.text}
+                if at is not None:  # a PDF: where its characters' boxes start in boxes.npy
+                    row.update(boxes=at, page_sizes=d.page_sizes)
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         np.savez(folder / "spans.npz", **{k: spans[k] for k in SPAN_FIELDS})
         np.save(folder / "chunk_vectors.npy", chunk_vectors)
@@ -319,10 +337,16 @@ class Segment:
 def load_segment(index_dir: Path, entry: SegmentEntry) -> Segment:
     folder = index_dir / entry["name"]
     documents = []
+    # Memory-mapped: a citation reads the boxes of its own few characters.
+    boxes = np.load(folder / BOXES, mmap_mode="r") if BOXES in entry.get("files", {}) else None
     with open(folder / "documents.jsonl", encoding="utf-8") as fh:
         for line in fh:
             row = json.loads(line)
-            documents.append(Document(row["source"], row["text"], row["sha256"], row["pages"]))
+            doc = Document(row["source"], row["text"], row["sha256"], row["pages"])
+            if "boxes" in row and boxes is not None:
+                at = int(row["boxes"])
+                doc.boxes, doc.page_sizes = boxes[at : at + len(doc.text)], row["page_sizes"]
+            documents.append(doc)
     with np.load(folder / "spans.npz") as npz:
         spans = {k: npz[k] for k in SPAN_FIELDS}
     # Memory-mapped: pages are read on demand and shared between processes. Seen as plain
