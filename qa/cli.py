@@ -83,6 +83,8 @@ def format_answer(result: dict, bold: bool = False) -> str:
     if result.get("follow_up"):
         lines.append(f"(read as a follow-up: {result['follow_up']})")
     if result["answerable"]:
+        if not result.get("sure", True):
+            lines.append("Not sure: this is the closest thing the documents say.")
         short = result.get("short_answer")
         if short:
             lines.append(f"\033[1m{short['text']}\033[0m" if bold else short["text"])
@@ -138,12 +140,31 @@ def _history(path: str | None) -> list:
 def cmd_ask(args: argparse.Namespace) -> int:
     history = _history(args.history)
     engine = _engine(args)
-    result = engine.ask(args.question, history, top_k=args.top_k)
+    result = engine.ask(args.question, history, top_k=args.top_k, sources=args.source)
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
     else:
         print(format_answer(add_lines(result, engine), sys.stdout.isatty()))
+    if args.show_page:
+        show_page(engine, result, Path(args.show_page))
     return 0
+
+
+def show_page(engine, result: dict, out: Path) -> None:
+    """Write the PDF page citation 1 is printed on, the quote and short answer highlighted."""
+    cited = result["citations"][0] if result["citations"] else None
+    if cited is None or not cited.get("boxes"):
+        why = "no citation (the sources don't say)" if cited is None else f"{cited['source']} is not a PDF"
+        raise QAError(f"--show-page: {why}; nothing written to {out}")
+    short = result["short_answer"]
+    page = cited["boxes"][0]["page"]
+    png = engine.page_image(cited["source"], page, cited=(cited["start"], cited["end"]),
+                            short=(short["start"], short["end"]) if short else None)
+    try:
+        out.write_bytes(png)
+    except OSError as exc:
+        raise QAError(f"--show-page: cannot write {out} ({exc.strerror or exc})") from None
+    _say(f"wrote page {page} of {cited['source']} to {out}")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -162,7 +183,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             history = []
             continue
         try:
-            result = engine.ask(question, history[-20:], args.top_k)
+            result = engine.ask(question, history[-20:], args.top_k, args.source)
         except QAError as exc:
             _say(f"error: {exc}")
             continue
@@ -172,17 +193,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .training.evaluation import chains_report, evaluate, evaluate_chains, is_conversation_set, report
+    from .training import conversations as talk
+    from .training.evaluation import evaluate, report
 
     readers = READERS if args.reader == "both" else (args.reader,)
-    chains = is_conversation_set(Path(args.dataset))
+    dataset = Path(args.dataset)
+    if talk.is_dialog_set(dataset):
+        run, show = talk.evaluate_dialogs, talk.dialogs_report
+    elif talk.is_conversation_set(dataset):
+        run, show = talk.evaluate_chains, talk.chains_report
+    else:
+        run, show = evaluate, lambda results, as_json: report(results, as_json, args.fit)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
-        index_dir = args.index or work / "index"
-        run = evaluate_chains if chains else evaluate
-        results = run(Path(args.dataset), work, index_dir, args.model, args.threshold, readers,
+        results = run(dataset, work, args.index or work / "index", args.model, args.threshold, readers,
                       args.reader_dir)
-    print(chains_report(results, args.json) if chains else report(results, args.json, args.fit))
+    print(show(results, args.json))
     return 0
 
 
@@ -263,6 +289,11 @@ def parser(training: bool = False) -> argparse.ArgumentParser:
         if top_k:
             p.add_argument("--top-k", type=_top_k, default=5, help="passages to return (1-20, default 5)")
 
+    def scope(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--source", action="append", default=None, metavar="PATH",
+                       help="ask within this document or folder only (its name as citations give it, "
+                            "or its path on disk); repeat for several")
+
     p = sub.add_parser("index", help="index documents (folders or files)")
     p.add_argument("sources", nargs="*", help="folders or files (default: seeds)")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
@@ -283,13 +314,17 @@ def parser(training: bool = False) -> argparse.ArgumentParser:
                    help='earlier turns, a JSON list of {"role": "user"|"assistant", "content": str} '
                         '(an assistant turn may add "short_answer": str); - reads standard input; '
                         "the JSON shows the query actually used")
+    p.add_argument("--show-page", metavar="OUT.png",
+                   help="also write the PDF page citation 1 is on, with the quote highlighted")
     common(p)
     reader(p)
+    scope(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", help="interactive session that keeps the conversation")
     common(p)
     reader(p)
+    scope(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("eval", help="measure on a SQuAD 1.1/2.0 JSON file")

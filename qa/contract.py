@@ -19,6 +19,8 @@ DEFAULT_TOP_K = 5
 MAX_TOP_K = 20
 MAX_TURNS = 20
 MAX_CHARS = 2000
+MAX_SOURCES = 100  # documents or folders one question may be scoped to
+MAX_SOURCE_CHARS = 1000
 _TURN_KEYS = frozenset({"role", "content", "short_answer"})
 
 
@@ -30,7 +32,21 @@ class Turn(TypedDict):
     short_answer: str  # assistant turns: the short answer shown ("" when none)
 
 
-class ShortAnswer(TypedDict):
+class PageBoxes(TypedDict):
+    """Where a PDF span is printed on one page (qa.pages): [left, top, right, bottom] rectangles,
+    one per line, in points from the top-left corner of the page, which is width x height."""
+
+    page: int
+    width: float
+    height: float
+    rects: list[list[float]]
+
+
+class _Boxes(TypedDict, total=False):
+    boxes: list[PageBoxes]  # PDFs only
+
+
+class ShortAnswer(_Boxes):
     text: str
     source: str
     start: int
@@ -45,7 +61,7 @@ class _Corroborating(_Page, total=False):
     corroborates: int  # when it says what citation 1 says
 
 
-class Citation(_Corroborating):
+class Citation(_Corroborating, _Boxes):
     n: int
     source: str
     start: int
@@ -67,10 +83,12 @@ class Answer(TypedDict):
     follow_up: str | None
     answer: str
     answerable: bool
+    sure: bool
     confidence: float
     short_answer: ShortAnswer | None
     citations: list[Citation]
     passages: list[Passage]
+    scope: list[str]
     took_ms: float
 
 
@@ -89,12 +107,20 @@ def _obj(properties: dict, required: list[str] | None = None) -> dict:
 _OFFSET = {"type": "integer", "minimum": 0}
 _SOURCE = {"type": "string", "description": "the document, relative to the indexed folder"}
 _PAGE = {"type": "integer", "minimum": 1, "description": "PDF page the span starts on (PDFs only)"}
+_BOXES = {"type": "array", "items": {"$ref": "#/$defs/PageBoxes"},
+          "description": "PDFs only: where the span is printed, page by page (GET "
+                         "/api/sources/{source}/pages/{page}.png shows the page)"}
 # What a question must be: no NUL, and something besides the characters str.strip() removes
 # (Python's whitespace, which differs from a regex \s; all lie below U+3001).
 _SPACE = "".join(chr(i) for i in range(0x3001) if chr(i).isspace())
 QUESTION_PATTERN = f"^[^\\x00]*[^\\x00{_SPACE}][^\\x00]*$"
 _TOP_K = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TOP_K, "default": DEFAULT_TOP_K,
           "description": f"how many passages to return, 1-{MAX_TOP_K} (null: the default, {DEFAULT_TOP_K})"}
+
+_SOURCES = {"type": ["array", "null"], "maxItems": MAX_SOURCES,
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_CHARS},
+            "description": "ask within these documents only: each an indexed document's name as "
+                           "citations give it, or a folder prefix of names (null or []: all)"}
 
 SCHEMAS: dict[str, dict] = {
     "AskRequest": _obj({
@@ -104,11 +130,13 @@ SCHEMAS: dict[str, dict] = {
                     "description": f"earlier turns of this conversation, oldest first (at most "
                                    f"{MAX_TURNS}), for follow-up questions (null: none)"},
         "top_k": _TOP_K,
+        "sources": _SOURCES,
     }, required=["question"]),
     "SearchRequest": _obj({
         "query": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS, "pattern": QUESTION_PATTERN,
                   "description": "what to look for, in plain language or key words"},
         "top_k": _TOP_K,
+        "sources": _SOURCES,
     }, required=["query"]),
     "Turn": _obj({
         "role": {"type": "string", "enum": ["user", "assistant"]},
@@ -127,6 +155,7 @@ SCHEMAS: dict[str, dict] = {
         "page": _PAGE,
         "corroborates": {"type": "integer", "minimum": 1,
                          "description": "present when this quote says what citation n says"},
+        "boxes": _BOXES,
     }, required=["n", "source", "start", "end", "quote"]),
     "Passage": _obj({
         "source": _SOURCE,
@@ -141,6 +170,16 @@ SCHEMAS: dict[str, dict] = {
         "source": {"type": "string", "description": "the document of citation 1"},
         "start": _OFFSET,
         "end": _OFFSET,
+        "boxes": _BOXES,
+    }, required=["text", "source", "start", "end"]),
+    "PageBoxes": _obj({
+        "page": {"type": "integer", "minimum": 1},
+        "width": {"type": "number", "minimum": 0, "description": "the page's width, in points"},
+        "height": {"type": "number", "minimum": 0, "description": "the page's height, in points"},
+        "rects": {"type": "array", "items": {"type": "array", "items": {"type": "number"},
+                                             "minItems": 4, "maxItems": 4},
+                  "description": "[left, top, right, bottom] in points from the page's top-left "
+                                 "corner, one per line of the span"},
     }),
     "Answer": _obj({
         "question": {"type": "string"},
@@ -153,6 +192,10 @@ SCHEMAS: dict[str, dict] = {
                                                     "that holds the short answer); empty when abstaining"},
         "answerable": {"type": "boolean",
                        "description": "false: the documents don't say; do not invent an answer"},
+        "sure": {"type": "boolean",
+                 "description": "true: confident enough that answers this sure are right at least 9 "
+                                "times in 10 on held-out questions; false with answerable: the closest "
+                                "thing found, present it as unsure"},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1,
                        "description": "span reader: the calibrated chance that the short answer is right"},
         "short_answer": {"anyOf": [_ref("ShortAnswer"), {"type": "null"}],
@@ -162,6 +205,8 @@ SCHEMAS: dict[str, dict] = {
                       "description": "where the answer comes from: citation 1 is `answer`"},
         "passages": {"type": "array", "items": _ref("Passage"),
                      "description": "the closest passages, also when abstaining"},
+        "scope": {"type": "array", "items": {"type": "string"},
+                  "description": "the documents or folders the question was asked within ([]: all)"},
         "took_ms": {"type": "number", "minimum": 0},
     }),
     "SearchResult": _obj({"passages": {"type": "array", "items": _ref("Passage")}}),
@@ -226,6 +271,25 @@ def check_history(history: object) -> list[Turn]:
     return turns
 
 
+def check_sources(sources: object) -> tuple[str, ...]:
+    """The documents or folders a question is scoped to, as given (checked against the
+    index by the engine); () for all."""
+    if sources is None:
+        return ()
+    if not isinstance(sources, list):
+        raise InvalidRequest("sources must be a list of document names or folders")
+    if len(sources) > MAX_SOURCES:
+        raise InvalidRequest(f"sources has {len(sources)} entries; at most {MAX_SOURCES} are accepted")
+    out = []
+    for i, source in enumerate(sources):
+        if not isinstance(source, str) or not source.strip():
+            raise InvalidRequest(f"sources[{i}] must be a document name or folder, not empty")
+        if len(source) > MAX_SOURCE_CHARS or "\x00" in source:
+            raise InvalidRequest(f"sources[{i}] is not a usable name")
+        out.append(source.strip())
+    return tuple(dict.fromkeys(out))
+
+
 def _fields(body: object, name: str, word: str) -> Mapping:
     """The body as a mapping of the request's known fields, its required ones present."""
     if not isinstance(body, Mapping):
@@ -248,16 +312,19 @@ class AskRequest:
     question: str
     history: tuple[Turn, ...] = ()
     top_k: int = DEFAULT_TOP_K
+    sources: tuple[str, ...] = ()  # ask within these documents or folders only (): all
 
     @classmethod
-    def of(cls, question: object, history: object = None, top_k: object = None) -> AskRequest:
-        return cls(check_text(question, "question"), tuple(check_history(history)), check_top_k(top_k))
+    def of(cls, question: object, history: object = None, top_k: object = None,
+           sources: object = None) -> AskRequest:
+        return cls(check_text(question, "question"), tuple(check_history(history)), check_top_k(top_k),
+                   check_sources(sources))
 
     @classmethod
     def from_json(cls, body: object, word: str = "field") -> AskRequest:
         """From a JSON object (an API body, an MCP tool's arguments); ``word`` names its keys."""
         body = _fields(body, "AskRequest", word)
-        return cls.of(body["question"], body.get("history"), body.get("top_k"))
+        return cls.of(body["question"], body.get("history"), body.get("top_k"), body.get("sources"))
 
 
 @dataclass(frozen=True)
@@ -266,15 +333,16 @@ class SearchRequest:
 
     query: str
     top_k: int = DEFAULT_TOP_K
+    sources: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, query: object, top_k: object = None) -> SearchRequest:
-        return cls(check_text(query, "query"), check_top_k(top_k))
+    def of(cls, query: object, top_k: object = None, sources: object = None) -> SearchRequest:
+        return cls(check_text(query, "query"), check_top_k(top_k), check_sources(sources))
 
     @classmethod
     def from_json(cls, body: object, word: str = "field") -> SearchRequest:
         body = _fields(body, "SearchRequest", word)
-        return cls.of(body["query"], body.get("top_k"))
+        return cls.of(body["query"], body.get("top_k"), body.get("sources"))
 
 
 ANSWER_SCHEMA = schema("Answer")  # the answer JSON, as one self-contained JSON Schema

@@ -7,14 +7,19 @@ the answer it builds unchanged; what that answer holds is ``qa.contract.Answer``
 from __future__ import annotations
 
 import bisect
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from . import pages
 from .contract import Answer, AskRequest, Citation, Passage, SearchRequest, ShortAnswer
 from .conversation import rewrite
+from .errors import InvalidRequest
 from .index import store
 from .index.embedding import DEFAULT_MODEL, Embedder
 from .index.manifest import read_manifest, verify_files
@@ -69,38 +74,70 @@ class Engine:
         doc = self.data.document(source)
         return None if doc is None else doc.text
 
-    def ask(self, question: object, history: object = None, top_k: object = None) -> Answer:
-        """Answer one question (checked here: InvalidRequest says what is wrong)."""
-        return self.answer(AskRequest.of(question, history, top_k))[0]
+    def document_hash(self, source: str) -> str | None:
+        """SHA-256 of an indexed document's content, which names its version (None: not indexed)."""
+        doc = self.data.document(source)
+        return None if doc is None else doc.sha256
 
-    def search(self, query: object, top_k: object = None) -> list[Passage]:
+    def page_image(self, source: str, page: int, width: object = None,
+                   cited: tuple[int, int] | None = None, short: tuple[int, int] | None = None) -> bytes:
+        """Page ``page`` of an indexed PDF as a PNG, characters ``cited`` and ``short`` highlighted
+        when given; PageUnavailable says why not (only indexed files, unchanged, are shown)."""
+        data = self.data
+        return pages.page_png(data.manifest, data.document(source), source, page, width, cited, short)
+
+    def ask(self, question: object, history: object = None, top_k: object = None,
+            sources: object = None) -> Answer:
+        """Answer one question, within ``sources`` (document names or folders) when given;
+        checked here: InvalidRequest says what is wrong."""
+        return self.answer(AskRequest.of(question, history, top_k, sources))[0]
+
+    def search(self, query: object, top_k: object = None, sources: object = None) -> list[Passage]:
         """Retrieval only: the best passages for ``query``, as the answer lists them."""
-        return self.find(SearchRequest.of(query, top_k))
+        return self.find(SearchRequest.of(query, top_k, sources))
 
     def find(self, request: SearchRequest) -> list[Passage]:
         """The passages a checked search request asks for."""
         data = self.data
-        return [self._passage(data, p.chunk, p.score) for p in self._retrieve(data, request.query,
-                                                                               request.top_k)]
+        within = self._within(data, request.sources)
+        return [self._passage(data, p.chunk, p.score)
+                for p in self._retrieve(data, request.query, request.top_k, within)]
 
-    def _retrieve(self, data: store.IndexData, query: str, n: int) -> list:
+    @staticmethod
+    def _within(data: store.IndexData, sources: tuple[str, ...]) -> np.ndarray | None:
+        """The chunks of the documents and folders named (None: no scope); an unknown name is
+        an InvalidRequest, never an empty answer."""
+        if not sources:
+            return None
+        documents: list[int] = []
+        for source in sources:
+            found = data.documents_within(source) or _on_disk(data, source)
+            if not found:
+                raise InvalidRequest(f"unknown source {source!r}: no indexed document is called that "
+                                     "or lies in that folder")
+            documents += found
+        return data.chunks_of(documents)
+
+    def _retrieve(self, data: store.IndexData, query: str, n: int,
+                  within: np.ndarray | None = None) -> list:
         """The n best chunks for the query (none for an empty index or a query of stop words only)."""
-        if not data.chunk_count or not tokenize([query])[0]:
+        if not data.chunk_count or not tokenize([query])[0] or (within is not None and not len(within)):
             return []
         vector = self.encode_question([query])[0]
-        return retrieve(data, make_query(data, query, vector), n)
+        return retrieve(data, make_query(data, query, vector), n, within)
 
     def answer(self, request: AskRequest) -> tuple[Answer, Reading | None]:
         """The answer to a checked request, and the reader's verdict behind it (for evaluation)."""
         started = time.perf_counter()
         data = self.data
+        within = self._within(data, request.sources)
         said = rewrite(request.question, list(request.history))
         # A follow-up: what it refers to (the last short answer, as the history gives it or as
         # the reader finds it again) stands in for the words that point at it, and is never
         # its own short answer.
         referent = said.referent or (self.reader.referent(*said.last) if said.last else "")
         said = said.resolved(referent)
-        passages = self._retrieve(data, said.query, max(request.top_k, 5))
+        passages = self._retrieve(data, said.query, max(request.top_k, 5), within)
         reading = None
         if passages:
             banned = tuple(dict.fromkeys(s for s in (referent, *said.shown) if s.strip()))
@@ -112,16 +149,19 @@ class Engine:
             follow_up=said.why,
             answer="",
             answerable=False,
+            sure=False,
             confidence=round(reading.confidence, 4) if reading else 0.0,
             short_answer=None,
             citations=[],
             passages=[self._passage(data, p.chunk, p.score) for p in passages[:request.top_k]],
+            scope=list(request.sources),
             took_ms=0.0,
         )
         if reading and reading.answer is not None:
             first = self._citation(data, reading.answer, 1, reading.through)
             result["answer"] = first["quote"]
             result["answerable"] = True
+            result["sure"] = reading.confidence >= self.reader.sure_level
             result["citations"] = [first] + [
                 Citation(**self._citation(data, s, i + 2), corroborates=1)
                 for i, s in enumerate(reading.corroborating)
@@ -131,6 +171,8 @@ class Engine:
                 start, end = reading.short
                 result["short_answer"] = ShortAnswer(text=doc.text[start:end], source=doc.source,
                                                      start=start, end=end)
+                if doc.boxes is not None:
+                    result["short_answer"]["boxes"] = pages.highlight(doc, start, end)
         result["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return result, reading
 
@@ -144,6 +186,8 @@ class Engine:
         out = Citation(n=n, source=doc.source, start=start, end=end, quote=doc.text[start:end])
         if doc.pages:
             out["page"] = bisect.bisect_right(doc.pages, start)
+        if doc.boxes is not None:  # a PDF: where the quote is printed (qa.pages)
+            out["boxes"] = pages.highlight(doc, start, end)
         return out
 
     @staticmethod
@@ -154,3 +198,20 @@ class Engine:
         if doc.pages:
             out["page"] = bisect.bisect_right(doc.pages, start)
         return out
+
+
+def _on_disk(data: store.IndexData, path: str) -> list[int]:
+    """The indexed documents at ``path`` as a user names it on disk ("seeds/report.txt"): a
+    file or folder inside one of the folders the index was built from."""
+    if not os.path.exists(path):
+        return []
+    where = os.path.realpath(path)
+    for root in data.manifest.get("sources", []):
+        root = os.path.realpath(root)
+        if where == root and os.path.isfile(root):
+            return data.documents_within(os.path.basename(root))
+        if os.path.isdir(root) and (where + os.sep).startswith(root + os.sep):
+            inside = os.path.relpath(where, root)
+            return list(range(len(data.documents))) if inside == "." else data.documents_within(
+                Path(inside).as_posix())
+    return []

@@ -23,3 +23,12 @@ class IndexBusy(QAError):
 
 class InvalidRequest(QAError):
     """The question, history or top_k the caller gave cannot be used."""
+
+
+class PageUnavailable(QAError):
+    """A PDF page that cannot be shown; ``code`` says why (unknown_source, no_pages,
+    unknown_page, source_changed, unreadable, invalid_request)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -345,3 +345,45 @@ def test_a_long_paragraph_is_split_in_linear_time(embedder):
     _, chunks = chunk_text(text, embedder.count_tokens, ChunkSettings(limit_tokens=embedder.max_tokens - 2))
     assert time.perf_counter() - started < 30
     assert chunks[0].start == 0 and chunks[-1].end == len(text)
+
+
+def test_hostile_pdfs_are_read_within_bounds_or_refused_in_one_line(tmp_path, monkeypatch):
+    """Thousands of pages, giant and absurd page sizes, a broken file PDFium repairs: read, with a
+    box for every character; past the page or text limits: one line. (Pages over HTTP:
+    tests/web/test_pdf_pages.py.)"""
+    from reportlab.pdfgen import canvas
+
+    from qa.index import pdf
+
+    def write(name: str, pages: list[str], size: tuple[float, float] = (595.28, 841.89)) -> SourceFile:
+        c = canvas.Canvas(str(tmp_path / name), pagesize=size)
+        for text in pages:
+            if text:
+                c.drawString(20, size[1] - 40, text)
+            c.showPage()
+        c.save()
+        return SourceFile(tmp_path / name, name)
+
+    many = write("many.pdf", ["The register starts here.", *[""] * 2500, "The register ends here."])
+    doc = read_document(many)
+    assert len(doc.pages) == 2502 and doc.text.endswith("The register ends here.")
+    assert doc.boxes.shape == (len(doc.text), 4) and doc.text.index("ends") >= doc.pages[-1]
+    giant = write("giant.pdf", ["A poster five metres wide."], (14400, 14400))
+    assert read_document(giant).page_sizes == [[14400.0, 14400.0]]
+    absurd = tmp_path / "absurd.pdf"
+    absurd.write_bytes((tmp_path / "giant.pdf").read_bytes().replace(b"14400 14400", b"99999999 99999999"))
+    assert read_document(SourceFile(absurd, "absurd.pdf")).page_sizes == [[1e8, 1e8]]
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids"
+                       b"[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]"
+                       b"/Contents 4 0 R/Resources<</Font<</F1<</Type/Font/Subtype/Type1/BaseFont/Helvetica"
+                       b">>>>>>>>endobj\n4 0 obj<</Length 9999>>stream\nBT /F1 12 Tf 72 712 Td (Repaired.) "
+                       b"Tj ET\n{{{ ))) >> Tj\nendstream endobj\ntrailer<</Root 1 0 R>>\n")
+    assert read_document(SourceFile(broken, "broken.pdf")).text == "Repaired."
+
+    monkeypatch.setattr(pdf, "MAX_PDF_PAGES", 1000)
+    with pytest.raises(ValueError, match=r"^unreadable PDF \(more than 1,000 pages\)$"):
+        read_document(many)
+    monkeypatch.setattr(pdf, "MAX_PDF_CHARS", 20)
+    with pytest.raises(ValueError, match=r"^unreadable PDF \(more than 20 characters of text\)$"):
+        read_document(giant)

@@ -26,6 +26,7 @@ from .context import Served
 from .documents import documents
 from .errors import ApiError
 from .openapi import spec
+from .pages import pages
 from .reloading import IndexWatcher
 from .security import SECURITY_HEADERS, bearer_matches, host_name, is_loopback
 
@@ -88,7 +89,7 @@ def create_app(engine: Engine | None, *, token: str | None = None, rate_limit: s
     def _headers(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
         if request.path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
+            response.headers.setdefault("Cache-Control", "no-store")  # pages.py: page images are kept
         if response.status_code == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="qa"'
         return response
@@ -97,6 +98,7 @@ def create_app(engine: Engine | None, *, token: str | None = None, rate_limit: s
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(spec()))
     app.register_blueprint(api)
     app.register_blueprint(documents)
+    app.register_blueprint(pages)
     if rate_limit:
         _limit(app, rate_limit)
     return app

@@ -161,6 +161,30 @@ def _question(summary: str, operation: str, request: str, result: str, descripti
     }}
 
 
+def _page_route() -> dict:
+    """GET a PDF page as printed (web/pages.py)."""
+    return {"get": {
+        "summary": "One page of an indexed PDF, as printed, as a PNG",
+        "description": "The page only: a citation's `boxes` (points from the page's top-left corner) "
+                       "say where to draw its highlight. Sent with an ETag and `Cache-Control: private, "
+                       "no-cache`; with If-None-Match of that ETag the answer is 304. Only indexed PDFs "
+                       "whose file still has the indexed content are shown (409 once it changed).",
+        "operationId": "sourcePage",
+        "parameters": [
+            {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "page", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+            {"name": "width", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 100, "maximum": 2000, "default": 1000},
+             "description": "pixels across (a very tall page comes narrower: at most 6 million pixels)"},
+        ],
+        "responses": {"200": {"description": "the page",
+                              "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                      "304": {"description": "the page the client already holds (If-None-Match)"},
+                      **_errors("400", "401", "404", "405", "409", "422", "500", "503")},
+        "security": _API_SECURITY,
+    }}
+
+
 def _paths() -> dict:
     return {
         "/api/ask": _question("Answer a question with quotes from the indexed documents", "ask",
@@ -186,6 +210,7 @@ def _paths() -> dict:
                           **_errors("400", "401", "404", "405", "500", "503")},
             "security": _API_SECURITY,
         }},
+        "/api/sources/{source}/pages/{page}.png": _page_route(),
         "/api/documents": {
             "get": {
                 "summary": "Every indexed document, and whether files can be added here",

@@ -181,11 +181,11 @@ def read_and_chunk(row: dict[str, Any], model: str, settings: dict[str, int]) ->
     try:
         part = read_part(item)
     except (OSError, ValueError) as exc:
-        return _row(row["i"], None, reason(exc))
+        return as_row(row["i"], None, reason(exc))
     count = _embedder(model).count_tokens
     sentences, chunks = chunk_text(part.document.text, count, ChunkSettings(**settings))
     set_chunks(part, sentences, chunks)
-    return _row(row["i"], part)
+    return as_row(row["i"], part)
 
 
 class WriteSegment:
@@ -204,7 +204,7 @@ class WriteSegment:
         import ray
 
         rows = batch.to_pylist()
-        parts = [_part(row) for row in rows]
+        parts = [from_row(row) for row in rows]
         chunked = [p for p in parts if p is not None]
         out = [{"i": row["i"], "skipped": row["skipped"], "chunks": 0 if p is None else len(p.chunks),
                 "segment": ""} for row, p in zip(rows, parts)]
@@ -227,7 +227,7 @@ def _embedder(model: str, device: str = "cpu") -> Embedder:
     return Embedder(model, device=device)
 
 
-def _row(i: int, part: Part | None, skipped: str = "") -> dict[str, Any]:
+def as_row(i: int, part: Part | None, skipped: str = "") -> dict[str, Any]:
     """A read and chunked file as a row for Ray Data (or the reason it was skipped); spans
     travel as raw int64 bytes, one column type whatever their length."""
     doc = part.document if part else Document("", "", "")
@@ -242,7 +242,7 @@ def _row(i: int, part: Part | None, skipped: str = "") -> dict[str, Any]:
             "boxes": boxes, "page_sizes": json.dumps(doc.page_sizes)}
 
 
-def _part(row: dict[str, Any]) -> Part | None:
+def from_row(row: dict[str, Any]) -> Part | None:
     """The chunked document a row carries, or None for a skipped file."""
     if row["skipped"]:
         return None

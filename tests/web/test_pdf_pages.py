@@ -240,3 +240,34 @@ def test_pages_and_hostile_pdfs_over_http(built, tmp_path):
     finally:
         server.stop()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_boxes_survive_an_update_and_a_merge(built, pdf_engine, tmp_path):
+    from qa.index.build import build_index
+    from qa.index.embedding import Embedder
+
+    index = tmp_path / "index"
+    shutil.copytree(built[0], index, symlinks=True)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(built[0].parent / "docs" / "columns.pdf", docs / "columns.pdf")
+    (docs / "new.txt").write_text("A new note about the ferry.\n", encoding="utf-8")
+    report = build_index([docs], index, Embedder(), report=lambda _: None, optimize=True)
+    assert report.segments == 1 and report.unchanged == 1
+    before = pdf_engine.data.document("columns.pdf")
+    after = Engine(index).data.document("columns.pdf")
+    assert after.text == before.text and after.pages == before.pages and after.page_sizes == before.page_sizes
+    assert np.array_equal(after.boxes, before.boxes, equal_nan=True)
+
+
+def test_a_pdf_travels_whole_through_a_ray_build_row(pdf_engine):
+    from qa.index.build import Part
+    from qa.index.ray_build import as_row, from_row
+
+    doc = pdf_engine.data.document("columns.pdf")
+    part = Part(doc, np.zeros((0, 2), np.int64), np.zeros((0, 4), np.int64))
+    back = from_row(as_row(0, part)).document
+    assert (back.text, back.pages, back.page_sizes) == (doc.text, doc.pages, doc.page_sizes)
+    assert np.array_equal(back.boxes, doc.boxes, equal_nan=True)
+    assert from_row(as_row(0, Part(pdf_engine.data.document("notes.txt"), part.sentences, part.chunks))
+                 ).document.boxes is None

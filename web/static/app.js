@@ -35,6 +35,7 @@
   let opener = null; // element to refocus when the source panel closes
   const sources = new Map(); // source name -> Promise of its text
   let token = readToken(); // sent as "Authorization: Bearer" when the server wants one
+  let scope = null; // the document questions are asked within ("Ask about this document"), or null
 
   // ---- small DOM helpers (text only) ----
 
@@ -189,7 +190,8 @@
       const result = await api("/api/ask", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ question, history: history.slice(-MAX_HISTORY) }),
+        body: JSON.stringify({ question, history: history.slice(-MAX_HISTORY),
+          sources: scope ? [scope] : null }),
         signal: controller.signal,
       });
       if (mine !== conversation) return;
@@ -226,6 +228,10 @@
     const bubble = el("div", "bubble answer");
     if (result.follow_up) {  // how the question was read, as the CLI says it
       bubble.append(el("p", "follow-up", `Read as a follow-up: ${result.follow_up}`));
+    }
+    if (result.answerable && !result.sure) {  // below the calibrated "sure" level: said so
+      bubble.classList.add("unsure");
+      bubble.append(el("p", "unsure-text", "Not sure. The closest thing the documents say:"));
     }
     if (result.answerable) {
       const text = el("p", "answer-text");
@@ -323,6 +329,17 @@
 
   function renderFooter(result) {
     const footer = el("div", "answer-footer");
+    if (result.answerable) footer.append(renderConfidence(result)); // an abstention has no percentage
+    const copy = button("ghost small copy", "Copy", async () => {
+      const ok = await copyText(answerAsText(result));
+      copy.textContent = ok ? "Copied" : "Copy failed";
+      setTimeout(() => { copy.textContent = "Copy"; }, 1600);
+    }, "Copy the answer and its sources");
+    footer.append(copy);
+    return footer;
+  }
+
+  function renderConfidence(result) {
     const conf = el("span", "confidence");
     conf.title = result.short_answer ? "The chance that the short answer is right"
       : "How sure the reader is that this quote answers the question";
@@ -332,14 +349,7 @@
     meter.value = result.confidence;
     meter.setAttribute("aria-hidden", "true");
     conf.append(meter, document.createTextNode(` confidence ${Math.round(result.confidence * 100)}%`));
-    footer.append(conf);
-    const copy = button("ghost small copy", "Copy", async () => {
-      const ok = await copyText(answerAsText(result));
-      copy.textContent = ok ? "Copied" : "Copy failed";
-      setTimeout(() => { copy.textContent = "Copy"; }, 1600);
-    }, "Copy the answer and its sources");
-    footer.append(copy);
-    return footer;
+    return conf;
   }
 
   function answerAsText(result) {
@@ -394,6 +404,7 @@
     sourceTitle.textContent = item.source;
     sourceMeta.textContent = `${label} · ${"page" in item ? `page ${item.page} · ` : ""}characters ${item.start}–${item.end}`;
     sourceText.replaceChildren(el("span", "loading", "Loading the document…"));
+    resetPageView();
     panel.hidden = false;
     layout.classList.add("with-source");
     try {
@@ -402,7 +413,7 @@
       const mark = el("mark", "cited");
       mark.append(...withShortAnswer(doc.text.slice(item.start, item.end), item.start, short || null));
       sourceText.replaceChildren(doc.text.slice(0, item.start), mark, doc.text.slice(item.end));
-      mark.scrollIntoView({ block: "center", inline: "nearest" });
+      if (!showPageFor(item, short || null)) mark.scrollIntoView({ block: "center", inline: "nearest" });
       sourceBody.focus({ preventScroll: true });
     } catch (err) {
       if (mine !== sourceRequest) return;
@@ -412,6 +423,123 @@
       sourceText.replaceChildren(box);
     }
   }
+
+  // ---- the PDF page view: the cited page as printed, the quote highlighted on it ----
+  // The page image comes from GET /api/sources/<source>/pages/<n>.png (fetched with the token,
+  // shown as a blob URL); the highlight is drawn here from the citation's boxes (points from the
+  // page's top-left corner), as percentages of the page, so it sits on the image at any size.
+
+  const viewToggle = $("source-view");
+  const viewPage = $("view-page");
+  const viewText = $("view-text");
+  const sourcePages = $("source-pages");
+  const pageImages = new Map(); // image URL -> Promise of a blob URL
+  let pageItem = null; // {item, short} of the PDF citation in the panel, or null
+
+  function resetPageView() {
+    pageItem = null;
+    viewToggle.hidden = true;
+    sourcePages.hidden = true;
+    sourcePages.replaceChildren();
+    sourceText.hidden = false;
+  }
+
+  // A PDF citation opens on its page; everything else stays in the text view. True: page view.
+  function showPageFor(item, short) {
+    if (!item.boxes || !item.boxes.length) return false;
+    pageItem = { item, short };
+    viewToggle.hidden = false;
+    showView("page");
+    return true;
+  }
+
+  function showView(view) {
+    const page = view === "page" && pageItem !== null;
+    viewPage.setAttribute("aria-pressed", String(page));
+    viewText.setAttribute("aria-pressed", String(!page));
+    sourcePages.hidden = !page;
+    sourceText.hidden = page;
+    if (page) {
+      renderPages(pageItem.item, pageItem.short);
+    } else {
+      const mark = sourceText.querySelector("mark.cited");
+      if (mark) mark.scrollIntoView({ block: "center", inline: "nearest" });
+    }
+  }
+
+  function pageImage(url) {
+    if (!pageImages.has(url)) {
+      const pending = (async () => {
+        const headers = token ? { Authorization: `Bearer ${token}` } : {};
+        let response;
+        try {
+          response = await fetch(url, { headers });
+        } catch (err) {
+          throw new ApiError("Could not reach the server. Is it still running?");
+        }
+        if (response.status === 401) askForToken();
+        if (!response.ok) {
+          let body = null;
+          try {
+            body = await response.json();
+          } catch (err) {
+            body = null;
+          }
+          const message = body && body.error && body.error.message;
+          throw new ApiError(message || `The server answered ${response.status}.`);
+        }
+        return URL.createObjectURL(await response.blob());
+      })();
+      pending.catch(() => pageImages.delete(url)); // let a later click try again
+      pageImages.set(url, pending);
+    }
+    return pageImages.get(url);
+  }
+
+  function pageMark(rect, group, className) {
+    const box = el("span", className);
+    const [left, top, right, bottom] = rect;
+    box.style.left = `${(left / group.width) * 100}%`;
+    box.style.top = `${(top / group.height) * 100}%`;
+    box.style.width = `${((right - left) / group.width) * 100}%`;
+    box.style.height = `${((bottom - top) / group.height) * 100}%`;
+    return box;
+  }
+
+  async function renderPages(item, short) {
+    const mine = sourceRequest;
+    sourcePages.replaceChildren(el("span", "loading", "Loading the page…"));
+    try {
+      const figures = [];
+      for (const group of item.boxes) {
+        const url = await pageImage(`${sourcePath(item.source)}/pages/${group.page}.png`);
+        if (mine !== sourceRequest) return;
+        const figure = el("div", "pdf-page");
+        figure.style.aspectRatio = `${group.width} / ${group.height}`;
+        const img = el("img");
+        img.src = url;
+        img.alt = `Page ${group.page} of ${item.source}`;
+        figure.append(img, ...group.rects.map((r) => pageMark(r, group, "page-mark")));
+        for (const g of (short && short.boxes) || []) {
+          if (g.page === group.page) figure.append(...g.rects.map((r) => pageMark(r, g, "page-mark short")));
+        }
+        figures.push(figure);
+      }
+      sourcePages.replaceChildren(...figures);
+      const first = sourcePages.querySelector(".page-mark");
+      if (first) first.scrollIntoView({ block: "center", inline: "nearest" });
+    } catch (err) {
+      if (mine !== sourceRequest) return;
+      // The page cannot be shown (the file changed, or cannot be drawn): the text view instead.
+      pageItem = null;
+      viewToggle.hidden = true;
+      showView("text");
+      sourceMeta.textContent += ` · page view unavailable: ${err.message}`;
+    }
+  }
+
+  viewPage.addEventListener("click", () => showView("page"));
+  viewText.addEventListener("click", () => showView("text"));
 
   function closeSource() {
     sourceRequest++;
@@ -460,6 +588,7 @@
   const uploadProgress = $("upload-progress");
   const uploadMessage = $("upload-message");
   const uploadNotes = $("upload-notes");
+  const scopeBar = $("scope-bar");
   const JOB_POLL_MS = 400;
   let library = { uploads: false }; // the last GET /api/documents
   let changing = false; // one upload or delete at a time from this page
@@ -516,7 +645,9 @@
     const li = el("li");
     const when = doc.indexed_at ? ` · indexed ${doc.indexed_at.replace("T", " ").replace("Z", " UTC")}` : "";
     li.append(el("span", "document-name", doc.source),
-      el("span", "document-meta", `${size(doc.bytes)} · ${plural(doc.chunks, "passage")}${when}`));
+      el("span", "document-meta", `${size(doc.bytes)} · ${plural(doc.chunks, "passage")}${when}`),
+      button("ghost small ask-document", "Ask about this document", () => setScope(doc.source),
+        `Ask about ${doc.source} only`));
     if (doc.uploaded) {
       li.append(el("span", "badge", "uploaded"));
       if (library.uploads) {
@@ -525,6 +656,15 @@
       }
     }
     return li;
+  }
+
+  // "Ask about this document": later questions are asked within it until the chip is removed.
+  function setScope(source) {
+    scope = source;
+    scopeBar.hidden = !source;
+    $("scope-label").textContent = source ? `Asking about ${source}` : "";
+    if (source) toggleDocuments(false);
+    input.focus();
   }
 
   function toggleDocuments(open = docsPanel.hidden) {
@@ -673,6 +813,7 @@
     if (e.key === "Escape" && !panel.hidden) closeSource();
   });
   docsToggle.addEventListener("click", () => toggleDocuments());
+  $("clear-scope").addEventListener("click", () => setScope(null));
   fileInput.addEventListener("change", () => uploadFiles([...fileInput.files]));
   dropzone.addEventListener("dragover", (e) => {
     e.preventDefault();
