@@ -56,7 +56,7 @@ def opened(source: Path | bytes) -> Iterator[object]:
         message = str(exc)
         if "password" in message.lower():
             raise ValueError("encrypted, needs a password") from None
-        reason = message.replace("Failed to load document ", "").strip("() ")
+        reason = message.replace("Failed to load document ", "").strip("(). ")
         raise ValueError(reason or "not a PDF") from None
     try:
         yield document

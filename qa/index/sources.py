@@ -58,7 +58,7 @@ class Document:
     pages: list[int] = field(default_factory=list)  # PDF: offset where each page starts
     # PDF: each character's box on its page (left, top, right, bottom in points from the
     # page's top-left corner; NaN where nothing is printed), and each page's width and height.
-    boxes: np.ndarray | None = None
+    boxes: np.ndarray | None = field(default=None, compare=False, repr=False)
     page_sizes: list[list[float]] = field(default_factory=list)
 
 
