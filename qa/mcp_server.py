@@ -52,15 +52,17 @@ ASK = (
     "say the same elsewhere). " + CITING + " `answerable: false` means the documents don't say: "
     "tell the user that and do not invent an answer or fill it in from your own knowledge "
     "(`passages` still lists the closest text found). `confidence` (0-1) is the calibrated chance "
-    "that the short answer is right. For a follow-up (\"And when?\", \"What about her?\") pass the "
-    "earlier turns as `history`; `query` shows what was actually searched."
+    "that the short answer is right; `sure: false` on an answer means it is only the closest thing "
+    "found: say so, do not present it as a fact. `sources` (document names as citations give them, "
+    "or folder prefixes) asks within those documents only. For a follow-up (\"And when?\", "
+    "\"What about her?\") pass the earlier turns as `history`; `query` shows what was searched."
 )
 
 SEARCH = (
     "Find the passages of the user's documents that best match a query, best first, without "
     "answering: to read around an answer, check a claim, or gather several places. " + CITING
-    + " `score` only orders the passages. If no passage says it, the documents don't say: do not "
-    "fill the gap from your own knowledge."
+    + " `score` only orders the passages; `sources` searches within those documents only. If no "
+    "passage says it, the documents don't say: do not fill the gap from your own knowledge."
 )
 
 TOOLS = [

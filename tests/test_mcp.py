@@ -66,10 +66,11 @@ def test_tools_are_listed_with_descriptions_and_schemas(agent):
         assert tool.annotations.read_only_hint is True
     ask = tools["ask"]
     assert "answerable: false" in ask.description and "do not invent" in ask.description
-    assert set(ask.input_schema["properties"]) == {"question", "history", "top_k"}
+    assert set(ask.input_schema["properties"]) == {"question", "history", "top_k", "sources"}
+    assert "sure: false" in ask.description and "sure" in ask.output_schema["properties"]
     assert ask.input_schema["required"] == ["question"]
     assert ask.input_schema["properties"]["top_k"]["maximum"] == 20
-    assert set(tools["search"].input_schema["properties"]) == {"query", "top_k"}
+    assert set(tools["search"].input_schema["properties"]) == {"query", "top_k", "sources"}
     assert "passages" in tools["search"].output_schema["properties"]
 
 
@@ -123,6 +124,8 @@ def test_search_gives_the_passages_ask_lists(agent):
     ("search", {"query": ""}, "query is empty"),
     ("search", {"query": "troops", "top_k": 0}, "top_k must be a whole number from 1 to 20"),
     ("search", {"query": ["troops"]}, "query must be a string"),
+    ("ask", {"question": QUESTION, "sources": ["../../etc/passwd"]}, "unknown source '../../etc/passwd'"),
+    ("search", {"query": "troops", "sources": "000_fdd6fe5acc3e6b5b.txt"}, "sources must be a list"),
     ("nope", {}, "unknown tool 'nope'"),
 ])
 def test_bad_arguments_are_tool_errors_and_the_server_carries_on(agent, tool, arguments, message):
@@ -130,6 +133,13 @@ def test_bad_arguments_are_tool_errors_and_the_server_carries_on(agent, tool, ar
     assert result.is_error is True
     assert message in result.content[0].text
     assert agent.ok("ask", {"question": QUESTION})["short_answer"]["text"] == "Feb. 24, 2022"
+
+
+def test_ask_and_search_within_a_document(agent):
+    result = agent.ok("ask", {"question": QUESTION, "sources": ["000_fdd6fe5acc3e6b5b.txt"]})
+    assert result["scope"] == ["000_fdd6fe5acc3e6b5b.txt"] and result["answerable"] is True
+    found = agent.ok("search", {"query": "troops", "sources": ["000_fdd6fe5acc3e6b5b.txt"]})["passages"]
+    assert found and {p["source"] for p in found} == {"000_fdd6fe5acc3e6b5b.txt"}
 
 
 def test_off_topic_question_is_not_answerable(agent):

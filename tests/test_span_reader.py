@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from qa.cli import main
 from qa.contract import AskRequest
 from qa.engine import Engine
+from qa.readers.abstention import FEATURES
 from qa.readers.span import CONFIG, DEFAULT_READER_DIR, MODEL, TOKENIZER
 from qa.readers.windows import MAX_ANSWER_SENTENCES, best_span
 
@@ -138,9 +140,14 @@ def test_sentence_reader_stays_available(seed_index, seed_text):
     assert engine.health()["reader"] == "sentence"
 
 
-def test_cli_prints_the_short_answer_first(seed_index, capsys):
+def test_cli_prints_the_short_answer_first_and_says_when_unsure(seed_index, capsys):
+    assert main(["ask", "When did Russia send troops into Ukraine?", "--index", str(seed_index),
+                 "--json"]) == 0
+    sure = json.loads(capsys.readouterr().out)["sure"]
     assert main(["ask", "When did Russia send troops into Ukraine?", "--index", str(seed_index)]) == 0
     lines = capsys.readouterr().out.splitlines()
+    if not sure:  # below the reader's "sure" level (docs/quality.md): said before the answer
+        assert lines.pop(0) == "Not sure: this is the closest thing the documents say."
     assert lines[0] == "Feb. 24, 2022"  # not a terminal: no bold escape codes
     assert "Feb. 24, 2022" in lines[1] and lines[1].endswith("[1]")
 
@@ -170,6 +177,27 @@ def test_damaged_reader_falls_back_in_one_line(tmp_path, seed_index, damage):
     assert "Traceback" not in proc.stderr
     result = json.loads(proc.stdout)
     assert result["answerable"] and result["short_answer"] is None
+
+
+def test_a_learned_abstention_in_reader_json_decides_confidence_threshold_and_sure(tmp_path, seed_index):
+    """reader.json's "abstention" block (as `qa eval --fit` prints it) replaces the calibration:
+    here one that abstains on every negated question and is sure of everything else."""
+    folder = tmp_path / "reader"
+    shutil.copytree(DEFAULT_READER_DIR, folder)
+    config = json.loads((folder / CONFIG).read_text())
+    weights = [0.0] * len(FEATURES) + [4.0]
+    weights[FEATURES.index("negated")] = -8.0
+    config["abstention"] = {"features": list(FEATURES), "weights": weights, "sure": 0.9, "threshold": 0.5}
+    (folder / CONFIG).write_text(json.dumps(config))
+    engine = Engine(seed_index, reader_dir=folder)
+    assert engine.threshold == 0.5 and engine.reader.sure_level == 0.9
+    plain = engine.ask("Who led the U.S. delegation?")
+    assert plain["answerable"] and plain["sure"] and plain["confidence"] == round(1 / (1 + math.exp(-4)), 4)
+    negated = engine.ask("Who never led the U.S. delegation?")
+    assert not negated["answerable"] and not negated["sure"]
+    config["abstention"]["weights"] = [1.0, 2.0]  # not one weight a feature: damaged
+    (folder / CONFIG).write_text(json.dumps(config))
+    assert Engine(seed_index, reader_dir=folder).reader.name == "sentence"
 
 
 def tiny_squad(path: Path) -> Path:

@@ -10,12 +10,14 @@ what the answer says become corroborating citations instead of repeated quotes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from ..index.store import IndexData
+from ..index.words import tokenize
 from ..retriever.hybrid import Passage
 
 READ_PASSAGES = 5  # passages the reader looks into
@@ -78,7 +80,8 @@ class Reader(Protocol):
     """A reader: passages in, a Reading out. The engine holds one; each is an equal."""
 
     name: str
-    default_threshold: float
+    default_threshold: float  # abstain below this confidence
+    sure_level: float  # at or above this confidence an answer is marked sure
 
     def referent(self, question: str, answer: str) -> str:
         """The short answer ``question`` got from ``answer``: what a follow-up refers to
@@ -126,8 +129,12 @@ def repeats(data: IndexData, sentence: int, earlier: tuple[str, ...]) -> bool:
     return any(text and text in quote for quote in earlier)
 
 
-def corroborating(data: IndexData, cands: list[Candidate]) -> list[int]:
-    """Other candidate sentences that say what the answer says, in rank order."""
+def corroborating(data: IndexData, cands: list[Candidate], short: str = "") -> list[int]:
+    """Other candidate sentences that state the answer themselves, in rank order: each holds
+    the short answer (most of its words, by weight) and is about what the answer sentence is
+    about, or says much of what the answer sentence says. A heading or a fragment never does
+    ("Zephyr" shares every word it has with "The Zephyr project was launched by ...", and
+    states nothing)."""
     sentences = np.array([c.sentence for c in cands], np.int64)
     if len(sentences) < 2:
         return []
@@ -137,5 +144,25 @@ def corroborating(data: IndexData, cands: list[Candidate]) -> list[int]:
     in_answer = np.isin(words, words[owner == 0])
     shared = np.bincount(owner[in_answer], weight[in_answer], len(sentences))
     smaller = np.minimum(total, total[0])
-    agree = (smaller > 0) & (shared >= CORROBORATION_SHARE * smaller)
+    about = (smaller > 0) & (shared >= CORROBORATION_SHARE * smaller)
+    says = (total[0] > 0) & (shared >= CORROBORATION_SHARE * total[0])
+    vocab = data.lexical.vocab_dict
+    short_terms = np.array(sorted({vocab[w] for w in tokenize([short])[0] if w in vocab}), np.int64)
+    short_weight = data.term_weights[short_terms]
+    held = np.isin(words, short_terms)
+    holds = np.bincount(owner[held], weight[held], len(sentences)) >= HOLDS_SHORT * max(
+        float(short_weight.sum()), 1e-12) if len(short_terms) else np.zeros(len(sentences), bool)
+    whole = np.array([_states_something(data.sentence_text(int(s))) for s in sentences])
+    agree = whole & ((holds & about) | says)
     return sentences[1:][agree[1:]].tolist()
+
+
+_WORDS = re.compile(r"\w+")
+MIN_STATEMENT_WORDS = 5
+HOLDS_SHORT = 0.5  # share of the short answer's word weight a sentence must hold to state it
+
+
+def _states_something(text: str) -> bool:
+    """A sentence, not a heading or a fragment: enough words, ending as sentences end."""
+    text = text.strip().rstrip("\"'”’)]")
+    return len(_WORDS.findall(text)) >= MIN_STATEMENT_WORDS and text.endswith((".", "!", "?", ":", ";"))

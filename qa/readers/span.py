@@ -21,7 +21,9 @@ import numpy as np
 
 from ..errors import QAError
 from ..index.store import IndexData
+from . import abstention
 from .base import Candidate, Reading, ReadRequest, candidates, corroborating, repeats, score
+from .kinds import asked_kind, is_kind, whole_expression
 from .windows import (
     Batch,
     Window,
@@ -46,6 +48,10 @@ DEEPER = 0.5
 # Abstain below this chance that the short answer is right; chosen on the SQuAD 2.0 dev
 # subset and the seeds' off-topic set (docs/quality.md).
 DEFAULT_THRESHOLD = 0.1
+# Answers at or above this confidence were right 9 times in 10 on the 15 SQuAD 2.0 dev articles
+# of ../shared/data, half of whose questions they do not answer (`qa eval` records; docs/quality.md).
+# Few answers reach it: the model tells such questions apart poorly (abstention.py).
+SURE_LEVEL = 0.945
 # A follow-up repeats the last answer's sentence only when no other window reaches this share
 # of its confidence (and the threshold): the same sentence may well hold the new answer.
 AVOID_RATIO = 0.5
@@ -124,6 +130,10 @@ def read_config(folder: Path) -> dict:
         weights = config["calibration"]
         if len(weights) != 3 or not all(isinstance(w, (int, float)) for w in weights):
             raise ValueError("calibration must be three numbers")
+        learned = config.get("abstention", {}).get("weights", [])
+        if learned and (len(learned) != len(abstention.FEATURES) + 1
+                        or not all(isinstance(w, (int, float)) for w in learned)):
+            raise ValueError(f"abstention weights must be {len(abstention.FEATURES) + 1} numbers")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReaderUnavailable(f"reader settings {path} are missing or damaged ({exc})") from None
     return config
@@ -146,11 +156,18 @@ class SpanReader:
 
     name = "span"
     default_threshold = DEFAULT_THRESHOLD
+    sure_level = SURE_LEVEL
 
     def __init__(self, folder: Path = DEFAULT_READER_DIR) -> None:
         folder = Path(folder)
         self.config = read_config(folder)
         self.calibration = [float(w) for w in self.config["calibration"]]
+        # Whether to answer, learned from real unanswerable questions (abstention.py); absent:
+        # the calibration above decides.
+        learned = self.config.get("abstention", {})
+        self.abstention_weights = [float(w) for w in learned.get("weights", [])]
+        self.default_threshold = float(learned.get("threshold", DEFAULT_THRESHOLD))
+        self.sure_level = float(learned.get("sure", SURE_LEVEL))
         tokenizer = folder / TOKENIZER
         try:
             self.tokenizer = load_tokenizer(folder)
@@ -187,27 +204,31 @@ class SpanReader:
         return [(batch, _threads().submit(self.model.run, batch.inputs)) for batch in batches]
 
     def _read(self, runs: list[tuple[Batch, Future]], windows: list[tuple[Window, int]],
-              banned: tuple[str, ...] = ()) -> list[_Read]:
+              banned: tuple[str, ...] = (), kind: str | None = None) -> list[_Read]:
         """Each window's short answer and confidence, from its run; the short answer never
-        touches a mention of ``banned``."""
+        touches a mention of ``banned``, is of the ``kind`` asked where a likely span is
+        (kinds.py), and holds the whole date it cuts into."""
         reads = []
         for (window, first), (batch, run) in zip(windows, runs):
             start, end, answerable = run.result()
+            text = window.text
+            fits = (lambda a, b, text=text: is_kind(kind, text[a:b])) if kind else None
             span = best_span(start[0], end[0], batch.offsets[0], batch.in_window[0], window.sentences,
-                             _mentions(window.text, banned))
+                             _mentions(text, banned), fits)
             log_prob = span.log_prob if span else -1e9
             logit = float(answerable[0])
+            a, b = whole_expression(kind, text, span.start, span.end) if span else (0, 0)
             reads.append(_Read(
                 window, first, calibrated(self.calibration, logit, log_prob), (logit, log_prob),
-                (window.start + span.start, window.start + span.end) if span else None,
+                (window.start + a, window.start + b) if span else None,
                 first + (span.sentence if span else 0), first + (span.through if span else 0)))
         return reads
 
     def read_windows(self, question: str, windows: list[tuple[Window, int]],
-                     banned: tuple[str, ...] = ()) -> list[_Read]:
+                     banned: tuple[str, ...] = (), kind: str | None = None) -> list[_Read]:
         """Each window (with its first sentence's id) read by the model, side by side: its
         short answer, confidence and evidence. ``question`` is already clipped."""
-        return self._read(self._run([(question, w) for w, _ in windows]), windows, banned)
+        return self._read(self._run([(question, w) for w, _ in windows]), windows, banned, kind)
 
     def referent(self, question: str, answer: str) -> str:
         """The short answer ``question`` gets from ``answer`` read whole: what a follow-up
@@ -227,9 +248,10 @@ class SpanReader:
         with self._lock:
             question = clip_question(self.tokenizer, request.question)
         opening, more = windows[:WINDOWS], windows[WINDOWS:]
-        reads = self.read_windows(question, opening, banned)
+        kind = asked_kind(request.question)
+        reads = self.read_windows(question, opening, banned, kind)
         if more and max(r.confidence for r in reads) < DEEPER:  # not convinced: read further
-            reads += self.read_windows(question, more, banned)
+            reads += self.read_windows(question, more, banned, kind)
         read_order = reads
         if request.only_new:  # asked for more: a sentence quoted already, only for a new short answer
             # (short answers never touch those given: ``banned``). The answerable head says
@@ -246,19 +268,25 @@ class SpanReader:
             floor = max(threshold, AVOID_RATIO * best.confidence)
             best = next((r for r in reads if r.confidence >= floor and r.short is not None
                          and not repeats(data, r.sentence, avoid)), best)
-        evidence = np.array(best.evidence)
+        evidence = abstention.features(
+            data, request.question, best.window.text, *best.evidence,
+            [r.evidence[0] for r in read_order if r is not best], request.passages[0].score,
+            best.short[1] - best.short[0] if best.short else 0)
+        confidence = (abstention.probability(self.abstention_weights, evidence)
+                      if self.abstention_weights else best.confidence)
         seen = {"windows": tuple((data.sentence_document(r.first), r.window.start,
                                   r.window.start + len(r.window.text)) for r in read_order),
                 "chosen": next(i for i, r in enumerate(read_order) if r is best)}
-        if best.confidence < threshold or best.short is None:
-            return Reading(best.sentence, None, best.confidence, evidence, short=best.short, **seen)
+        if confidence < threshold or best.short is None:
+            return Reading(best.sentence, None, confidence, evidence, short=best.short, **seen)
         quoted = range(best.sentence + 1, best.through + 1)  # already in the answer's quote
         ordered = sorted((c for c in cands if c.sentence not in quoted),
                          key=lambda c: c.sentence != best.sentence)
         if ordered[0].sentence != best.sentence:  # the answer sentence lies beside the candidates
             ordered.insert(0, Candidate(best.sentence, -1, np.zeros(0), 0.0))
-        return Reading(best.sentence, best.sentence, best.confidence, evidence,
-                       corroborating(data, ordered), best.short, best.through, **seen)
+        short = data.sentence_span(best.sentence)[0].text[best.short[0]:best.short[1]]
+        return Reading(best.sentence, best.sentence, confidence, evidence,
+                       corroborating(data, ordered, short), best.short, best.through, **seen)
 
 
 def window_choice(place: int, read: _Read) -> float:

@@ -7,6 +7,7 @@ model is always read the way it was trained.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,10 @@ WINDOW_CHARS = 500  # a window grows by whole sentences up to this many characte
 MAX_TOKENS = 192  # question + window word pieces, with [CLS] and two [SEP]
 MAX_QUESTION_TOKENS = 48
 MAX_ANSWER_TOKENS = 30  # longest short answer, in word pieces
+# A span of the kind the question asks for (kinds.py) wins over the likeliest span when it is
+# at most this much less likely (log-probability), among the likeliest KIND_CANDIDATES.
+KIND_MARGIN = 3.0
+KIND_CANDIDATES = 50
 MAX_ANSWER_SENTENCES = 3  # a short answer may run on into the next sentences, this many in all
 
 
@@ -128,10 +133,13 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
               in_window: np.ndarray, sentences: tuple[tuple[int, int], ...],
-              banned: tuple[tuple[int, int], ...] = ()) -> Span | None:
+              banned: tuple[tuple[int, int], ...] = (),
+              fits: Callable[[int, int], bool] | None = None) -> Span | None:
     """The likeliest answer span of one window: start <= end, within MAX_ANSWER_TOKENS word
     pieces and MAX_ANSWER_SENTENCES consecutive sentences, touching no ``banned``
-    character range of the window text. Probabilities are over the window's tokens only."""
+    character range of the window text. Probabilities are over the window's tokens only.
+    ``fits(start, end)``: whether a span is of the kind asked; the likeliest one that is,
+    when it is no more than KIND_MARGIN less likely (in log-probability) than the best."""
     tokens = np.flatnonzero(in_window)
     inside = np.zeros(len(tokens), bool)
     for a, b in banned:
@@ -149,5 +157,13 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndar
                & (sentence[None, :] - sentence[:, None] < MAX_ANSWER_SENTENCES))
     scores = np.where(allowed, scores, -np.inf)
     a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    if fits is not None and not fits(int(offsets[tokens[a], 0]), int(offsets[tokens[b], 1])):
+        flat = scores.ravel()
+        near = np.flatnonzero(flat >= flat.max() - KIND_MARGIN)
+        for k in near[np.argsort(-flat[near], kind="stable")][:KIND_CANDIDATES]:
+            i, j = np.unravel_index(int(k), scores.shape)
+            if fits(int(offsets[tokens[i], 0]), int(offsets[tokens[j], 1])):
+                a, b = i, j
+                break
     return Span(int(offsets[tokens[a], 0]), int(offsets[tokens[b], 1]), int(sentence[a]),
                 float(scores[a, b]), int(sentence[b]))

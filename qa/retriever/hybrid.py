@@ -70,8 +70,11 @@ def make_query(data: IndexData, text: str, vector: np.ndarray) -> Query:
     return Query(text, vector, terms, weights, float(weights.sum()) + unknown)
 
 
-def dense_search(data: IndexData, vector: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest chunks by cosine similarity."""
+def dense_search(data: IndexData, vector: np.ndarray, depth: int,
+                 within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest chunks by cosine similarity (among the chunks ``within`` only, exactly, when given)."""
+    if within is not None:
+        return _best(within, data.chunk_vectors[within] @ vector, depth)
     if data.dense.ntotal == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     scores, ids = data.dense.search(vector.reshape(1, -1), min(depth, data.dense.ntotal))
@@ -79,14 +82,25 @@ def dense_search(data: IndexData, vector: np.ndarray, depth: int) -> tuple[np.nd
     return ids[0][keep], scores[0][keep]
 
 
-def lexical_search(data: IndexData, query: Query, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best chunks by BM25; nothing when no question word is indexed.
+def lexical_search(data: IndexData, query: Query, depth: int,
+                   within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best chunks by BM25 (among the chunks ``within`` only, when given); nothing when no
+    question word is indexed.
 
     Only the postings of the question's words are touched (``qa.index.lexical``).
     """
     if not len(query.terms):
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if within is not None:
+        ids, scores = _best(within, data.lexical.get_scores_from_ids(query.terms)[within], depth)
+        return ids[scores > 0], scores[scores > 0]
     return bm25_top(data.lexical, query.terms, depth)
+
+
+def _best(ids: np.ndarray, scores: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``depth`` best of these ids by score, best first (ties: lower id first)."""
+    order = np.lexsort((ids, -scores))[:depth]
+    return ids[order].astype(np.int64), scores[order]
 
 
 def bm25_top(lexical: Lexical, terms: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,10 +127,11 @@ def candidate_focus(terms: np.ndarray, chunks: np.ndarray, term_count: int, chun
     return np.log((chunk_count + 1) / (holders + 0.5)) / np.log((chunk_count + 1) / 0.5)
 
 
-def retrieve(data: IndexData, query: Query, top_k: int) -> list[Passage]:
-    """The top_k chunks, best first (all candidates scored in a few array operations)."""
-    d_ids, _ = dense_search(data, query.vector, DEPTH)
-    l_ids, l_scores = lexical_search(data, query, DEPTH)
+def retrieve(data: IndexData, query: Query, top_k: int, within: np.ndarray | None = None) -> list[Passage]:
+    """The top_k chunks, best first (all candidates scored in a few array operations);
+    ``within``: the ids of the only chunks that may be retrieved (None: all)."""
+    d_ids, _ = dense_search(data, query.vector, DEPTH, within)
+    l_ids, l_scores = lexical_search(data, query, DEPTH, within)
     cands = np.array(list(dict.fromkeys(d_ids.tolist() + l_ids.tolist())), dtype=np.int64)
     if not len(cands):
         return []

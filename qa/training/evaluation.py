@@ -17,14 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import AskRequest
-from ..conversation import exchange
 from ..engine import Engine
 from ..errors import QAError
 from ..index.build import build_index
 from ..index.embedding import Embedder
 from ..index.store import IndexData
 from ..readers import READERS
+from ..readers.abstention import FEATURES, fit, probability
 from .metrics import exact_match, f1, normalize
+
+SURE_PRECISION = 0.9  # answers at or above the "sure" level are right this share of the time
 
 CALIBRATION_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
 SWEEP = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -110,6 +112,7 @@ def _record(engine: Engine, q: Question, files: dict[str, str]) -> dict:
     quotes = result["citations"] + result["passages"]
     return {
         "question": q.text,
+        "source": q.source,
         "answerable": bool(q.gold),
         "answered": result["answerable"],
         "confidence": result["confidence"],
@@ -240,87 +243,26 @@ def fit_confidence(records: list[dict]) -> np.ndarray:
     return np.append(model.coef_[0], model.intercept_[0])
 
 
-def load_chains(path: Path, out_dir: Path) -> list[dict]:
-    """Write a conversation set's documents as files and return its chains."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        documents, chains = raw["documents"], raw["chains"]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for doc in documents:
-            name = Path(str(doc["name"])).name
-            with open(out_dir / name, "w", encoding="utf-8", newline="") as fh:
-                fh.write(str(doc["text"]))
-        for chain in chains:
-            for turn in chain["turns"]:
-                if not isinstance(turn["question"], str) or not isinstance(turn["expected"], list):
-                    raise TypeError("a turn needs a question and a list of expected texts")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise QAError(f"{path} is not a readable conversation set ({exc})") from None
-    return chains
+def fit_abstention(records: list[dict], precision: float = SURE_PRECISION) -> dict:
+    """The span reader's abstention model fitted on these questions (unanswerable ones count
+    as wrong), and the confidence at which its answers are right ``precision`` of the time:
+    the "sure" level. Both as reader.json holds them."""
+    rows = [r for r in records if r["evidence"] is not None and len(r["evidence"]) == len(FEATURES)]
+    evidence = np.array([r["evidence"] for r in rows])
+    right = np.array([r["right"] for r in rows])
+    weights = fit(evidence, right)
+    confidence = np.array([probability(weights, e) for e in evidence])
+    return {"features": list(FEATURES), "weights": weights,
+            "sure": sure_level(confidence, right, precision)}
 
 
-def is_conversation_set(path: Path) -> bool:
-    try:
-        return "chains" in json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return False
-
-
-def _turn_right(result: dict, expected: list[str]) -> bool:
-    if not expected:
-        return not result["answerable"]
-    said = normalize(result["answer"])
-    return result["answerable"] and any(normalize(e) in said for e in expected)
-
-
-def _short_right(result: dict, expected: list[str]) -> bool:
-    """The short answer is the expected answer, give or take words around it."""
-    short = normalize((result["short_answer"] or {}).get("text") or "")
-    return bool(short) and any(normalize(e) in short or short in normalize(e) for e in expected)
-
-
-def evaluate_chains(dataset: Path, work_dir: Path, index_dir: Path, model: str | None = None,
-                    threshold: float | None = None, readers: tuple[str, ...] = READERS,
-                    reader_dir: Path | None = None) -> dict[str, dict]:
-    """Ask every chain turn by turn with its history; per reader, the share of chains and
-    turns right (by kind), and how many standalone turns history made worse than the
-    same question asked alone."""
-    corpus = work_dir / "corpus"
-    chains = load_chains(dataset, corpus)
-    build_index([corpus], index_dir, Embedder(model), report=lambda _: None, progress=False)
-    out = {}
-    for name in readers:
-        engine = Engine(index_dir, model, threshold, reader=name, reader_dir=reader_dir)
-        chains_right, by_kind, worse, failures, shorts = 0, {}, 0, [], []
-        for chain in chains:
-            history: list[dict] = []
-            right = True
-            for i, turn in enumerate(chain["turns"]):
-                result = engine.ask(turn["question"], history)
-                ok = _turn_right(result, turn["expected"])
-                kind = turn.get("kind", "turn")
-                by_kind.setdefault(kind, []).append(ok)
-                if i and turn["expected"]:
-                    shorts.append(_short_right(result, turn["expected"]))
-                if i and result["follow_up"] is None:
-                    alone = engine.ask(turn["question"])
-                    worse += _turn_right(alone, turn["expected"]) and not ok
-                if not ok:
-                    right = False
-                    said = (result["short_answer"] or {}).get("text") or result["answer"][:80]
-                    failures.append(f"{chain.get('id', '?')} turn {i + 1} ({kind}): {turn['question']!r} -> "
-                                    f"{said!r} (query {result['query'][:80]!r})")
-                history += exchange(turn["question"], result)
-            chains_right += right
-        out[engine.reader.name] = {
-            "chains": len(chains),
-            "chains_right": round(chains_right / len(chains), 4) if chains else 0.0,
-            "turns_right": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
-            "standalone_made_worse": worse,
-            "later_short_answers_right": [sum(shorts), len(shorts)],
-            "failures": failures,
-        }
-    return out
+def sure_level(confidence: np.ndarray, right: np.ndarray, precision: float = SURE_PRECISION) -> float:
+    """The lowest confidence above which answers are right at least ``precision`` of the time
+    (1.0: no such level)."""
+    order = np.argsort(-confidence, kind="stable")
+    hits = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    good = np.flatnonzero(hits >= precision)
+    return round(float(confidence[order][good[-1]]), 4) if len(good) else 1.0
 
 
 def report(results: dict[str, tuple[dict, list[dict]]], as_json: bool = False, fit: bool = False) -> str:
@@ -330,6 +272,8 @@ def report(results: dict[str, tuple[dict, list[dict]]], as_json: bool = False, f
     if fit and "sentence" in results:
         weights = fit_confidence(results["sentence"][1])
         lines.append("CONFIDENCE_WEIGHTS = np.array([" + ", ".join(f"{w:.4f}" for w in weights) + "])")
+    if fit and "span" in results:  # reader.json's "abstention": learned on this set's unanswerables
+        lines.append(json.dumps({"abstention": fit_abstention(results["span"][1])}))
     if as_json:
         lines.append(json.dumps({name: {**{k: v for k, v in figures.items() if k != "questions"},
                                         "gold_found_in": dict(funnel(records))}
@@ -349,20 +293,4 @@ def report(results: dict[str, tuple[dict, list[dict]]], as_json: bool = False, f
                   threshold_sweep(records)]
         lines.append(f"{name} reader, where the gold answer was still found (answerable questions)")
         lines += [f"  {label:28s} {share:.3f}" for label, share in funnel(records)]
-    return "\n".join(lines)
-
-
-def chains_report(results: dict[str, dict], as_json: bool = False) -> str:
-    """What ``qa eval`` prints for a conversation set: chains right, turns right by kind, and
-    every chain that went wrong."""
-    if as_json:
-        return json.dumps(results, ensure_ascii=False)
-    lines = []
-    for name, figures in results.items():
-        lines.append(f"{name} reader: {figures['chains_right']:.3f} of {figures['chains']} chains right; "
-                     f"standalone turns made worse by history: {figures['standalone_made_worse']}")
-        lines += [f"  turns right, {kind:14s} {share:.3f}" for kind, share in figures["turns_right"].items()]
-        right, turns = figures["later_short_answers_right"]
-        lines.append(f"  short answer right, turns after the first: {right} of {turns}")
-        lines += [f"  wrong: {line}" for line in figures["failures"]]
     return "\n".join(lines)

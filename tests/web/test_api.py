@@ -129,6 +129,17 @@ def test_top_k_limits_passages(client, spec, top_k):
     assert 1 <= len(response.get_json()["passages"]) <= top_k
 
 
+def test_ask_within_a_document(client, spec):
+    response = ask(client, {"question": DELEGATION, "sources": [SEED_FILE.name]})
+    assert response.status_code == 200
+    check_response(spec, "/api/ask", "post", 200, response.content_type, response.get_json())
+    assert response.get_json()["scope"] == [SEED_FILE.name]
+    for sources in (["../" + SEED_FILE.name], ["nope.txt"], [""], "x", [None]):
+        response = ask(client, {"question": DELEGATION, "sources": sources})
+        assert response.status_code == 400, sources
+        assert response.get_json()["error"]["code"] == "invalid_request"
+
+
 def test_search_returns_the_passages_ask_would_list(client, spec, engine, seed_text):
     response = client.post("/api/search", json={"query": DELEGATION, "top_k": 3})
     assert response.status_code == 200

@@ -248,6 +248,53 @@ def test_phone_layout(browser, server):
     assert watch.errors == [] and watch.dialogs == []
 
 
+# An answer below the reader's "sure" level: Russia's request, found for the U.S. side's.
+UNSURE = "What did the US side want?"
+
+
+def test_unsure_answers_are_muted_and_abstentions_show_no_percentage(browser, server):
+    result = api_answer(server, UNSURE)
+    assert result["answerable"] is True and result["sure"] is False
+    page, watch = open_page(browser, server, DESKTOP)
+    unsure = ask(page, UNSURE)
+    expect(unsure.locator(".bubble.unsure")).to_have_count(1)
+    expect(unsure.locator(".unsure-text")).to_have_text("Not sure. The closest thing the documents say:")
+    # A sure answer is shown plainly: the server's own answer, marked sure on the way to the page.
+    real = api_answer(server, DELEGATION)
+    page.route("**/api/ask", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps({**real, "sure": True})))
+    sure = ask(page, DELEGATION)
+    expect(sure.locator(".unsure-text")).to_have_count(0)
+    expect(sure.locator(".bubble.unsure")).to_have_count(0)
+    expect(sure.locator(".confidence")).to_contain_text("%")
+    page.unroute("**/api/ask")
+    abstained = ask(page, EVEREST)
+    expect(abstained.locator(".abstain-text")).to_have_text("The sources don't say.")
+    expect(abstained.locator(".confidence")).to_have_count(0)
+    assert "%" not in abstained.inner_text()
+    shot(page, "unsure-and-abstained.png")
+    assert watch.errors == [] and watch.dialogs == []
+
+
+def test_asking_about_one_document_from_the_documents_panel(browser, server):
+    page, watch = open_page(browser, server, DESKTOP)
+    page.locator("#toggle-documents").click()
+    page.locator(".ask-document").first.click()
+    chip = page.locator("#scope-chip")
+    expect(chip).to_be_visible()
+    expect(chip).to_contain_text(f"Asking about {SEED_FILE.name}")
+    expect(page.locator("#documents")).to_be_hidden()  # out of the way once a document is chosen
+    reply = ask(page, DELEGATION)
+    expect(reply.locator(".answer-text")).to_contain_text("Sonata Coulter")
+    assert watch.asks[-1]["sources"] == [SEED_FILE.name]
+    shot(page, "asking-about-one-document.png")
+    page.locator("#clear-scope").click()
+    expect(page.locator("#scope-bar")).to_be_hidden()
+    ask(page, DELEGATION)
+    assert watch.asks[-1]["sources"] is None
+    assert watch.errors == [] and watch.dialogs == []
+
+
 # ---- a document that tries to run script ----
 
 EVIL_NAME = "<img src=x onerror=alert(1)>.txt"
