@@ -72,14 +72,39 @@ class Job:
     state: str = "queued"  # queued, running, done, failed
     progress: Progress = field(default_factory=Progress)
     messages: list[str] = field(default_factory=list)  # per file, as `qa index` prints them
-    summary: str | None = None
+    summary: str | None = None  # the build's one-line summary, for the server log
+    message: str | None = None  # what the job did, for a person: "Added notes.txt: 2 passages"
     error: str | None = None
+    replaced: list[str] = field(default_factory=list)  # files of ``files`` that were there before
+    shown: list[str] = field(default_factory=list)  # the files as a person knows them (default: files)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "action": self.action, "files": list(self.files), "state": self.state,
                 "progress": self.progress.as_dict(), "messages": list(self.messages),
-                "summary": self.summary, "error": self.error}
+                "summary": self.summary, "message": self.message, "error": self.error}
+
+
+def plural(n: int, word: str) -> str:
+    """"1 passage", "2 passages"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def listing(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def changed(verb: str, files: list[tuple[str, int | None]]) -> str:
+    """"Added zephyr.docx: 2 passages", "Added a.docx (3 passages) and b.txt (1 passage)",
+    "Added 5 files: 12 passages"; a file that is not in the index (skipped) is "not indexed"."""
+    def passages(n: int | None) -> str:
+        return "not indexed" if n is None else plural(n, "passage")
+    if len(files) == 1:
+        return f"{verb} {files[0][0]}: {passages(files[0][1])}"
+    if len(files) <= 3:
+        return f"{verb} {listing([f'{name} ({passages(n)})' for name, n in files])}"
+    return f"{verb} {plural(len(files), 'file')}: {plural(sum(n or 0 for _, n in files), 'passage')}"
 
 
 def safe_name(name: object) -> str:
@@ -147,12 +172,8 @@ class Library:
                 "formats": sorted(SUPPORTED), "max_bytes": size_limit(Path("x.txt")), "max_files": MAX_FILES}
 
     def _shown_folder(self) -> str | None:
-        if self.folder is None:
-            return None
-        for root in self.roots:
-            if is_within(str(self.folder), root):
-                return self.folder.relative_to(root).as_posix() + "/"
-        return self.folder.name + "/"
+        """The uploads folder as it is on disk (absolute: as configured, wherever the server runs)."""
+        return None if self.folder is None else os.path.join(self.folder, "")
 
     def _why_not(self) -> str | None:
         if self.read_only:
@@ -210,6 +231,7 @@ class Library:
             for upload, name in zip(uploads, names):
                 temps.append(self._write_aside(folder, upload, name))
             with self._lock:
+                replaced = [n for n in names if os.path.lexists(folder / n)]
                 if not replace:
                     taken = [n for n in names if os.path.lexists(folder / n)]
                     if taken:
@@ -223,7 +245,7 @@ class Library:
         finally:
             for temp in temps:
                 temp.unlink(missing_ok=True)
-        return self._queue_job("add", names)
+        return self._queue_job(Job(uuid.uuid4().hex[:16], "add", names, replaced=replaced))
 
     def _check(self, upload: Upload) -> str:
         """Name, format and size, before a byte is written."""
@@ -264,13 +286,14 @@ class Library:
             raise Refused("not_uploaded", f"{source} was not uploaded through this server, so it is not "
                           "deleted from disk here; remove it from the folder and run qa index")
         self._writable()
-        Path(meta["path"]).unlink(missing_ok=True)
-        return self._queue_job("delete", [source])
+        path = Path(meta["path"])
+        path.unlink(missing_ok=True)
+        shown = path.relative_to(self.folder).as_posix() if is_within(str(path), str(self.folder)) else source
+        return self._queue_job(Job(uuid.uuid4().hex[:16], "delete", [source], shown=[shown]))
 
     # ---- the job queue ----
 
-    def _queue_job(self, action: str, files: list[str]) -> Job:
-        job = Job(uuid.uuid4().hex[:16], action, files)
+    def _queue_job(self, job: Job) -> Job:
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > KEEP_JOBS:
@@ -306,12 +329,36 @@ class Library:
             self.published()
         except Exception as exc:  # the job fails, the worker and the published index stay
             job.error = " ".join(str(exc).split()) or type(exc).__name__
+            job.message = f"Indexing failed, the documents as they were are still answered: {job.error}"
             job.state = "failed"
             self.log(f"qa: indexing job {job.id} failed: {job.error}")
             return
         job.summary = report.summary()
+        job.message = self._said(job, report.added + report.changed + report.removed)
         job.state = "done"
         self.log(f"qa: {job.action} {', '.join(job.files)}: {job.summary}")
+
+    def _said(self, job: Job, changes: int) -> str:
+        """What the job did, for a person, from the index as published after it."""
+        others = changes - len(job.files)
+        also = f" (the folder had {plural(others, 'other change')}, indexed too)" if others > 0 else ""
+        if job.action == "delete":
+            return f"Removed {listing(job.shown or job.files)}{also}"
+        data = self.engine.data
+        position = {doc.source: i for i, doc in enumerate(data.documents)}
+        chunks = data.chunks_per_document()
+        info = data.manifest.get("document_info", {})
+        by_path = {meta.get("path"): source for source, meta in info.items()}
+        assert self.folder is not None
+        counts = []
+        for name in job.files:
+            i = position.get(by_path.get(str(self.folder / name)))
+            counts.append((name, None if i is None else int(chunks[i]), name in job.replaced))
+        parts = [changed(verb, [(name, n) for name, n, was in counts if was == replaced])
+                 for verb, replaced in (("Added", False), ("replaced", True))
+                 if any(was == replaced for *_, was in counts)]
+        said = "; ".join(parts)
+        return said[0].upper() + said[1:] + also
 
     @staticmethod
     def wait(job: Job, timeout: float = 120) -> bool:

@@ -7,6 +7,7 @@ laptop-sized and a phone-sized screen.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DESKTOP = {"width": 1366, "height": 850}
 PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 900}
 DELEGATION = "Who led the U.S. delegation?"
 EVEREST = "How tall is Mount Everest?"
 
@@ -445,17 +447,28 @@ def test_documents_are_uploaded_asked_and_deleted_from_the_page(browser, upload_
     expect(listing).to_have_count(1)
     expect(page.locator("#documents-empty")).to_contain_text("Nothing uploaded yet")
     expect(page.locator("#dropzone-note")).to_contain_text(".docx")
+    folder = f"{server.corpus / 'uploads'}/"  # type: ignore[attr-defined]  # the real folder, in full
+    expect(page.locator("#dropzone-note")).to_contain_text(f"They go into {folder} and")
 
     page.locator("#file-input").set_input_files([str(minutes), str(notes)])
     message = page.locator("#upload-message")
-    expect(message).to_contain_text("Added minutes.docx, notes.txt.", timeout=120_000)
+    added = re.compile(r"^Added minutes\.docx \((\d+) passages\) and notes\.txt \((\d+) passages?\)$")
+    expect(message).to_have_text(added, timeout=120_000)
+    count, in_notes = map(int, added.match(message.inner_text()).groups())  # type: ignore[union-attr]
+    chunks = {d["source"]: d["chunks"] for d in json.loads(server.get("/api/documents")[2])["documents"]}
+    assert (count, in_notes) == (chunks["uploads/minutes.docx"], chunks["uploads/notes.txt"])
     assert page.locator("#upload-progress").evaluate("p => p.value") == 100
+    expect(page.locator("#documents")).to_be_hidden()  # out of the way once files are added
+    expect(page.locator(".turn.notice")).to_have_text(message.inner_text())  # said in the conversation
+    page.locator("#toggle-documents").click()
     expect(listing).to_have_count(3)
     uploaded = page.locator("#document-list > li", has=page.locator(".badge", has_text="uploaded"))
     expect(uploaded).to_have_count(2)
     expect(uploaded.first).to_contain_text("uploads/minutes.docx")
+    expect(uploaded.first).to_contain_text(f"{count} passage")
     expect(page.locator("#documents-empty")).to_be_hidden()
     expect(page.locator("#status")).to_contain_text("3 documents")
+    assert not re.search(r"chunk|segment|\b1 (documents|passages|files)\b", page.locator("body").inner_text())
     shot(page, "documents-uploaded.png")
 
     expected = api_answer(server, TREASURER)
@@ -476,17 +489,148 @@ def test_documents_are_uploaded_asked_and_deleted_from_the_page(browser, upload_
 
     watch.accept = True  # "notes.txt is already in uploads/. Replace it?", then "Delete …?"
     notes.write_text("Town notes.\n\nThe Vellmar observatory opened to visitors in 1989.\n", encoding="utf-8")
+    page.locator("#toggle-documents").click()
     page.locator("#file-input").set_input_files([str(notes)])
-    expect(message).to_contain_text("Added notes.txt.", timeout=120_000)
+    expect(message).to_have_text(f"Replaced notes.txt: {in_notes} passage{'' if in_notes == 1 else 's'}",
+                                 timeout=120_000)
     assert "1989" in api_answer(server, OBSERVATORY)["short_answer"]["text"]
+    page.locator("#toggle-documents").click()
     page.locator("#document-list > li", has_text="uploads/minutes.docx").locator(".delete-document").click()
-    expect(message).to_contain_text("Deleted uploads/minutes.docx.", timeout=120_000)
+    expect(message).to_have_text("Removed minutes.docx", timeout=120_000)
+    expect(page.locator("#documents")).to_be_visible()  # a delete leaves the list open
     expect(listing).to_have_count(2)
     expect(page.locator("#document-list > li", has_text="minutes.docx")).to_have_count(0)
     assert not (server.corpus / "uploads" / "minutes.docx").exists()  # type: ignore[attr-defined]
     after = api_answer(server, TREASURER)
     assert all(c["source"] != "uploads/minutes.docx" for c in after["citations"] + after["passages"])
     assert [e for e in watch.errors if "409 (CONFLICT)" not in e] == []  # the browser notes the 409
-    assert watch.dialogs == ["notes.txt is already in uploads/. Replace it with the new file?",
-                             "Delete uploads/minutes.docx? The file is removed from uploads/ "
+    assert watch.dialogs == [f"notes.txt is already in {folder}. Replace it with the new file?",
+                             f"Delete uploads/minutes.docx? The file is removed from {folder} "
                              "and from the answers."]
+
+
+# ---- the page fits the screen: a phone and a laptop ----
+
+ZEPHYR = "When does the Zephyr ferry leave Port Alder?"
+
+# What sticks out of the window or is cut: every part of the header, of the documents panel
+# and of the conversation lies inside the viewport, and no box holds more than it shows.
+FIT_PROBLEMS = """(selectors) => {
+  const problems = [];
+  const width = document.documentElement.clientWidth;
+  for (const selector of selectors) {
+    for (const e of document.querySelectorAll(selector)) {
+      if (!e.getClientRects().length) continue;  // not shown
+      const r = e.getBoundingClientRect();
+      const what = `${selector} "${e.textContent.trim().slice(0, 40)}"`;
+      if (r.left < -0.5 || r.right > width + 0.5) {
+        problems.push(`${what} sticks out: ${r.left}..${r.right} of ${width}`);
+      }
+      if (getComputedStyle(e).display !== "inline" && e.scrollWidth > e.clientWidth + 1) {
+        problems.push(`${what} is cut: ${e.scrollWidth} wide in ${e.clientWidth}`);
+      }
+    }
+  }
+  return problems;
+}"""
+FITTED = [".topbar", ".topbar h1", "#status", "#toggle-documents", "#new-conversation", "#documents",
+          ".documents-head", "#dropzone", "#dropzone-note", "#upload-message", "#document-list > li",
+          ".document-name", ".document-meta", ".document-actions button", ".badge", "#thread > li",
+          ".notice-text", ".answer-text", "#scope-bar", "#composer", "#question", "#send"]
+
+# How many lines an element's text takes.
+LINES = """(e) => {
+  const text = document.createRange();
+  text.selectNodeContents(e);
+  return Math.round(text.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight));
+}"""
+
+# The header's parts: where each is and how many lines it takes.
+HEADER = f"""() => {{
+  const lines = {LINES};
+  return [".topbar h1", "#status", "#toggle-documents", "#new-conversation"].map((s) => {{
+    const e = document.querySelector(s);
+    const r = e.getBoundingClientRect();
+    return {{selector: s, left: r.left, right: r.right, top: r.top, bottom: r.bottom, lines: lines(e)}};
+  }});
+}}"""
+
+# A document row and its parts: height, and lines per part.
+ROWS = """() => [...document.querySelectorAll("#document-list > li")].map((li) => {
+  const lines = (s) => (""" + LINES + """)(li.querySelector(s));
+  return {text: li.textContent, height: li.getBoundingClientRect().height, name: lines(".document-name"),
+          meta: lines(".document-meta"), actions: new Set([...li.querySelectorAll(".document-actions button")]
+            .map((b) => Math.round(b.getBoundingClientRect().top))).size};
+})"""
+
+
+def expect_fits(page: Page, viewport: dict) -> None:
+    assert page.evaluate(FIT_PROBLEMS, FITTED) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]  # no sideways scroll
+    parts = page.evaluate(HEADER)
+    for part in parts:  # each on one line: the title does not wrap, the buttons neither
+        assert part["lines"] == 1 or (part["selector"] == "#status" and part["lines"] <= 2), part
+    for i, a in enumerate(parts):  # and none covers another
+        for b in parts[i + 1:]:
+            assert (a["right"] <= b["left"] or b["right"] <= a["left"] or a["bottom"] <= b["top"]
+                    or b["bottom"] <= a["top"]), (a, b)
+    assert page.locator(".topbar").bounding_box()["height"] <= 80  # type: ignore[index]
+
+
+def timetable(path: Path) -> Path:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Port Alder timetable", level=1)
+    document.add_paragraph("The Zephyr ferry leaves Port Alder at 7:15 every morning except Sunday.")
+    document.save(str(path))
+    return path
+
+
+def test_the_page_fits_a_phone_and_a_laptop(browser, upload_server, tmp_path):
+    """The header, the documents list and an upload's message, at 390x844 and 1280x900."""
+    server = upload_server
+    for name, viewport, options in (("phone", PHONE, {"is_mobile": True, "has_touch": True}),
+                                    ("laptop", LAPTOP, {})):
+        zephyr = timetable(tmp_path / "zephyr.docx")
+        page, watch = open_page(browser, server, viewport, **options)
+        health = json.loads(server.get("/api/health")[2])
+        status = page.locator("#status")
+        docs = health["documents"]  # the seed, and what the upload test left
+        said = f"{docs} document{'' if docs == 1 else 's'} · {health['chunks']} passages · {health['model']}"
+        expect(status).to_have_text(said)
+        expect_fits(page, viewport)  # the status is whole, not "1 documen…"
+
+        page.locator("#toggle-documents").click()
+        page.locator("#file-input").set_input_files(str(zephyr))
+        message = page.locator("#upload-message")
+        expect(message).to_have_text(re.compile(r"^Added zephyr\.docx: \d+ passages?$"), timeout=120_000)
+        expect(page.locator("#documents")).to_be_hidden()
+        notice = page.locator(".turn.notice")
+        expect(notice).to_have_text(message.inner_text())
+        expect(notice).to_be_in_viewport()
+        expect(status).to_contain_text(f"{docs + 1} documents")
+        reply = ask(page, ZEPHYR)
+        expect(reply.locator(".answer-text strong.short-answer")).to_contain_text("7:15")
+        expect(reply.locator(".answer-text")).to_be_in_viewport()  # not pushed below the fold
+        expect_fits(page, viewport)
+        shot(page, f"{name}-after-upload.png")
+
+        page.locator("#toggle-documents").click()
+        rows = page.locator("#document-list > li")
+        expect(rows).to_have_count(docs + 1)
+        expect(rows.filter(has_text="zephyr.docx").locator(".delete-document")).to_have_count(1)
+        expect_fits(page, viewport)
+        for row in page.evaluate(ROWS):  # a list: a line for the name, one for its size, one for buttons
+            assert row["name"] == 1 and row["meta"] == 1 and row["actions"] == 1, row
+            assert row["height"] <= 100, row
+        shot(page, f"{name}-documents.png")
+
+        watch.accept = True
+        rows.filter(has_text="zephyr.docx").locator(".delete-document").click()
+        expect(message).to_have_text("Removed zephyr.docx", timeout=120_000)
+        expect(rows).to_have_count(docs)
+        folder = server.corpus / "uploads"  # type: ignore[attr-defined]
+        assert watch.errors == [] and watch.dialogs == [
+            f"Delete uploads/zephyr.docx? The file is removed from {folder}/ and from the answers."]
+        page.context.close()

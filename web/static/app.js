@@ -142,8 +142,7 @@
   async function showHealth() {
     try {
       const h = await api("/api/health");
-      const docs = `${h.documents} document${h.documents === 1 ? "" : "s"}`;
-      status.textContent = `${docs} · ${h.chunks} passages · ${h.model}`;
+      status.textContent = `${plural(h.documents, "document")} · ${plural(h.chunks, "passage")} · ${h.model}`;
       status.classList.remove("bad");
     } catch (err) {
       status.textContent = err.message;
@@ -641,21 +640,38 @@
     docList.replaceChildren(...docs.map(documentItem));
   }
 
+  function indexedAt(iso) {
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return "";
+    return ` · indexed ${when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" })}`;
+  }
+
+  // One row: the name (and "uploaded"), what it holds, and what can be done with it.
   function documentItem(doc) {
     const li = el("li");
-    const when = doc.indexed_at ? ` · indexed ${doc.indexed_at.replace("T", " ").replace("Z", " UTC")}` : "";
-    li.append(el("span", "document-name", doc.source),
-      el("span", "document-meta", `${size(doc.bytes)} · ${plural(doc.chunks, "passage")}${when}`),
-      button("ghost small ask-document", "Ask about this document", () => setScope(doc.source),
-        `Ask about ${doc.source} only`));
-    if (doc.uploaded) {
-      li.append(el("span", "badge", "uploaded"));
-      if (library.uploads) {
-        li.append(button("ghost small delete-document", "Delete", () => removeDocument(doc.source),
-          `Delete ${doc.source}`));
-      }
+    const title = el("span", "document-title");
+    title.append(el("span", "document-name", doc.source));
+    if (doc.uploaded) title.append(el("span", "badge", "uploaded"));
+    const main = el("div", "document-main");
+    main.append(title, el("span", "document-meta",
+      `${size(doc.bytes)} · ${plural(doc.chunks, "passage")}${doc.indexed_at ? indexedAt(doc.indexed_at) : ""}`));
+    const actions = el("div", "document-actions");
+    actions.append(button("ghost small ask-document", "Ask about this document", () => setScope(doc.source),
+      `Ask about ${doc.source} only`));
+    if (doc.uploaded && library.uploads) {
+      actions.append(button("ghost small delete-document", "Delete", () => removeDocument(doc.source),
+        `Delete ${doc.source}`));
     }
+    li.append(main, actions);
     return li;
+  }
+
+  // A line in the conversation that says what changed ("Added notes.txt: 2 passages").
+  function addNotice(text) {
+    const li = el("li", "turn notice");
+    li.append(el("p", "notice-text", text));
+    thread.append(li);
+    li.scrollIntoView({ block: "nearest" });
   }
 
   // "Ask about this document": later questions are asked within it until the chip is removed.
@@ -727,7 +743,11 @@
         ({ status, body } = await sendFiles(files, true));
       }
       if (status !== 202 || !body) throw refusal(status, body);
-      await follow(body.job, `Added ${names}.`);
+      const done = await follow(body.job);
+      if (done.state === "done") {  // out of the way: the answers are what the person came for
+        toggleDocuments(false);
+        addNotice(done.message);
+      }
     } catch (err) {
       showChange(0, err.message, true);
     } finally {
@@ -745,7 +765,7 @@
       showChange(0, `Deleting ${source}…`, false);
       const path = "/api/documents/" + source.split("/").map(encodeURIComponent).join("/");
       const body = await api(path, { method: "DELETE" });
-      await follow(body.job, `Deleted ${source}.`);
+      await follow(body.job);
     } catch (err) {
       showChange(0, err.message, true);
     } finally {
@@ -753,22 +773,21 @@
     }
   }
 
-  // Poll the job until it is done; meanwhile show how far it got.
-  async function follow(job, doneMessage) {
+  // Poll the job until it is done; meanwhile show how far it got. Its last state.
+  async function follow(job) {
+    let state;
     for (;;) {
-      const state = await api(`/api/jobs/${encodeURIComponent(job)}`);
+      state = await api(`/api/jobs/${encodeURIComponent(job)}`);
       const p = state.progress;
       const read = p.documents_total ? p.documents_done / p.documents_total : 0;
       const embedded = p.chunks_total ? p.chunks_done / p.chunks_total : 0;
       const percent = 30 + 20 * read + 50 * embedded;
       if (state.state === "done") {
-        const summary = state.summary.charAt(0).toUpperCase() + state.summary.slice(1);
-        showChange(100, `${doneMessage} ${summary}.`, false, state.messages);
+        showChange(100, state.message, false, state.messages);
         break;
       }
       if (state.state === "failed") {
-        showChange(percent, `Indexing failed, the previous documents are still answered: ${state.error}`,
-          true, state.messages);
+        showChange(percent, state.message || `Indexing failed: ${state.error}`, true, state.messages);
         break;
       }
       showChange(percent, state.state === "queued" ? "Waiting for an earlier change to be indexed…"
@@ -778,6 +797,7 @@
     }
     sources.clear(); // a replaced or deleted document's text changed
     await Promise.all([showDocuments(), showHealth()]);
+    return state;
   }
 
   function grow() {
