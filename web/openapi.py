@@ -75,7 +75,7 @@ SCHEMAS: dict[str, dict] = {name: _openapi(schema) for name, schema in contract.
         "uploads": {"type": "boolean", "description": "whether files can be added and removed here"},
         "read_only": {"type": "boolean", "description": "started with --read-only"},
         "folder": {"type": "string", "nullable": True,
-                   "description": "where uploads go, relative to the indexed folder"},
+                   "description": "where uploads go: the folder's absolute path, ending in a separator"},
         "reason": {"type": "string", "nullable": True, "description": "why uploads are off, if they are"},
         "formats": {"type": "array", "items": {"type": "string"}, "description": "accepted file suffixes"},
         "max_bytes": {"type": "integer", "description": "the largest file accepted"},
@@ -107,7 +107,11 @@ SCHEMAS: dict[str, dict] = {name: _openapi(schema) for name, schema in contract.
             "documents_done", "documents_total", "chunks_done", "chunks_total")}),
         "messages": {"type": "array", "items": {"type": "string"},
                      "description": "one line per skipped file, as qa index prints it"},
-        "summary": {"type": "string", "nullable": True, "description": "what the build did, once done"},
+        "summary": {"type": "string", "nullable": True,
+                    "description": "what the build did, once done, as the server log says it"},
+        "message": {"type": "string", "nullable": True,
+                    "description": "what the job did, for a person, once finished: 'Added notes.txt: "
+                                   "2 passages', 'Replaced notes.txt: 1 passage', 'Removed notes.txt'"},
         "error": {"type": "string", "nullable": True, "description": "why it failed"},
     }),
 }

@@ -33,7 +33,7 @@ from web_support import (
 
 from qa.engine import Engine
 from qa.index import sources, store
-from qa.library import Library, Refused, safe_name
+from qa.library import Library, Refused, changed, safe_name
 from web.app import create_app
 from web.errors import MAX_UPLOAD_BYTES
 
@@ -101,11 +101,12 @@ def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_documents_are_listed_with_size_chunks_and_time(doc_client, spec):
+def test_documents_are_listed_with_size_chunks_and_time(doc_client, spec, corpus):
     response = doc_client.get("/api/documents")
     body = response.get_json()
     check_response(spec, "/api/documents", "GET", 200, response.content_type, body)
-    assert body["uploads"] is True and body["folder"] == "uploads/" and body["reason"] is None
+    assert body["uploads"] is True and body["reason"] is None
+    assert body["folder"] == f"{corpus / 'uploads'}/"  # the real folder, wherever the server runs
     assert ".txt" in body["formats"]
     (doc,) = body["documents"]
     assert doc["source"] == SEED_FILE.name and doc["uploaded"] is False
@@ -134,6 +135,8 @@ def test_upload_is_indexed_and_answers_with_exact_citations(doc_client, spec, co
     assert stored[citation["start"]:citation["end"]] == citation["quote"] == FACT
     entry = listed(doc_client)["uploads/lighthouse.txt"]
     assert entry["uploaded"] is True and entry["chunks"] == new_chunks
+    assert job["message"] == f"Added lighthouse.txt: {new_chunks} passage{'' if new_chunks == 1 else 's'}"
+    assert "indexed" in job["summary"]  # the build's own summary stays, for the log
 
 
 def test_a_file_larger_than_a_json_body_is_taken(doc_client):
@@ -154,7 +157,7 @@ def test_same_name_is_replaced_only_when_asked(doc_client, corpus):
     assert (corpus / "uploads" / "twice.txt").read_text() == "The first version says the gate is red."
     job = finish(doc_client, upload(doc_client, ("twice.txt", b"The second version says the gate is blue."),
                                     replace="true"))
-    assert job["state"] == "done"
+    assert job["state"] == "done" and job["message"] == "Replaced twice.txt: 1 passage"
     stored = doc_client.get("/api/sources/uploads/twice.txt").get_json()["text"]
     assert stored == "The second version says the gate is blue."
 
@@ -260,6 +263,7 @@ def test_delete_removes_an_upload_from_disk_answers_and_list(doc_client, corpus)
                            ).get_json()["citations"][0]["source"] == "uploads/ferry.txt"
     job = finish(doc_client, doc_client.delete("/api/documents/uploads/ferry.txt"))
     assert job["state"] == "done" and job["action"] == "delete"
+    assert job["message"] == "Removed ferry.txt" and job["files"] == ["uploads/ferry.txt"]
     assert not (corpus / "uploads" / "ferry.txt").exists()
     assert "uploads/ferry.txt" not in listed(doc_client)
     result = doc_client.post("/api/ask", json={"question": "When does the Brindlewick ferry leave?"}
@@ -288,12 +292,58 @@ def test_a_job_that_cannot_build_fails_and_the_index_keeps_answering(doc_client,
     with store.build_lock(doc_engine.index_dir):
         job = finish(doc_client, upload(doc_client, ("blocked.txt", b"The blocked note names the Orrin.")))
     assert job["state"] == "failed" and "already building" in job["error"]
+    assert job["message"].startswith("Indexing failed, the documents as they were are still answered: ")
     assert listed(doc_client) == documents
     assert doc_client.post("/api/ask", json={"question": "Who led the U.S. delegation?"}).status_code == 200
     assert (corpus / "uploads" / "blocked.txt").is_file()  # kept, and indexed by the next job
     job = finish(doc_client, upload(doc_client, ("after.txt", b"A later note about the Orrin weir.")))
     assert job["state"] == "done"
+    assert job["message"] == "Added after.txt: 1 passage (the folder had 1 other change, indexed too)"
     assert {"uploads/blocked.txt", "uploads/after.txt"} <= set(listed(doc_client))
+
+
+LONG = "".join(f"Entry {i}: the tide table for berth {i} lists high water at {i % 12 + 1} o'clock.\n\n"
+               for i in range(60))
+
+
+def test_a_job_says_what_it_did_in_words_for_people(doc_client, corpus):
+    """One message per job, from the published index: each file and its passages, singular
+    and plural, added and replaced apart; never "chunks" or "segments"."""
+    first = finish(doc_client, upload(doc_client, ("harbour.txt", b"The harbour opens at six.")))
+    assert first["message"] == "Added harbour.txt: 1 passage"
+    job = finish(doc_client, upload(doc_client, ("tides.txt", LONG.encode()),
+                                    ("harbour.txt", b"The harbour opens at seven."), replace="true"))
+    tides = listed(doc_client)["uploads/tides.txt"]["chunks"]
+    assert tides > 1
+    assert job["message"] == f"Added tides.txt: {tides} passages; replaced harbour.txt: 1 passage"
+    job = finish(doc_client, upload(doc_client, *[(f"bay{i}.md", f"Bay {i} is dredged in May.".encode())
+                                                  for i in range(2)]))
+    assert job["message"] == "Added bay0.md (1 passage) and bay1.md (1 passage)"
+    job = finish(doc_client, upload(doc_client, *[(f"pier{i}.md", f"Pier {i} is closed.".encode())
+                                                  for i in range(5)]))
+    assert job["message"] == "Added 5 files: 5 passages"
+    for name in ("tides.txt", "bay0.md"):
+        job = finish(doc_client, doc_client.delete(f"/api/documents/uploads/{name}"))
+        assert job["message"] == f"Removed {name}"
+
+
+@pytest.mark.parametrize(("verb", "files", "said"), [
+    ("Added", [("zephyr.docx", 2)], "Added zephyr.docx: 2 passages"),
+    ("Added", [("a.txt", 1)], "Added a.txt: 1 passage"),
+    ("Added", [("a.txt", 0)], "Added a.txt: 0 passages"),
+    ("Added", [("a.txt", None)], "Added a.txt: not indexed"),
+    ("Added", [("minutes.docx", 3), ("notes.txt", 1)],
+     "Added minutes.docx (3 passages) and notes.txt (1 passage)"),
+    ("replaced", [("a", 1), ("b", 2), ("c", 1)], "replaced a (1 passage), b (2 passages) and c (1 passage)"),
+    ("Added", [(f"f{i}", 1) for i in range(4)], "Added 4 files: 4 passages"),
+])
+def test_changes_are_said_in_plain_words(verb, files, said):
+    assert changed(verb, files) == said
+
+
+def test_the_uploads_folder_is_the_one_given(doc_engine, tmp_path):
+    """--uploads DIR outside the indexed folder: the folder shown is that one, not a name made up."""
+    assert Library(doc_engine, tmp_path / "up").status()["folder"] == f"{tmp_path / 'up'}/"
 
 
 def test_unknown_job_is_404(doc_client):
