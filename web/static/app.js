@@ -791,8 +791,9 @@
         break;
       }
       showChange(percent, state.state === "queued" ? "Waiting for an earlier change to be indexed…"
-        : `Indexing: ${p.documents_done} of ${plural(p.documents_total, "document")} read, ` +
-          `${p.chunks_done} of ${plural(p.chunks_total, "new passage")} embedded…`, false, state.messages);
+        : `Indexing: ${p.documents_done} of ${plural(p.documents_total, "document")} read` +
+          (p.chunks_total ? `, ${p.chunks_done} of ${plural(p.chunks_total, "new passage")} embedded…` : "…"),
+        false, state.messages);
       await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
     }
     sources.clear(); // a replaced or deleted document's text changed
