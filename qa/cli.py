@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
-from .conversation import exchange
-from .errors import QAError
+from .contract import AskRequest
+from .errors import InvalidRequest, QAError
+from .index.sources import shown
 from .options import DEFAULT_INDEX, EngineOptions, default_sources, open_engine
 from .readers import READERS
 from .readers.sentence import DEFAULT_THRESHOLD
@@ -37,6 +39,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .index.build import build_index
 
     sources = [Path(s) for s in args.sources] or default_sources()
+    missing = [s for s in sources if not os.path.lexists(s)]
+    if missing:  # before the model loads: a mistyped path is said at once
+        _say(f"qa: error: no such file or folder: {shown(missing[0])}")
+        return 2
     if args.ray is None:
         if args.workers is not None:
             _say("qa: error: --workers needs --ray")
@@ -76,56 +82,6 @@ def _engine(args: argparse.Namespace):
     return open_engine(EngineOptions(args.index, args.model, args.threshold, args.reader, args.reader_dir))
 
 
-def format_answer(result: dict, bold: bool = False) -> str:
-    """Human-readable answer: the short answer (bold on a terminal), the quote with
-    markers, then each source as path:line."""
-    lines = []
-    if result.get("follow_up"):
-        lines.append(f"(read as a follow-up: {result['follow_up']})")
-    if result["answerable"]:
-        if not result.get("sure", True):
-            lines.append("Not sure: this is the closest thing the documents say.")
-        short = result.get("short_answer")
-        if short:
-            lines.append(f"\033[1m{short['text']}\033[0m" if bold else short["text"])
-        markers = "".join(f"[{c['n']}]" for c in result["citations"])
-        lines.append(f"{result['answer']} {markers}")
-        lines.append(f"(confidence {result['confidence']:.2f})")
-        lines.append("")
-        lines.append("Sources:")
-        for c in result["citations"]:
-            note = f" (corroborates [{c['corroborates']}])" if "corroborates" in c else ""
-            lines.append(f"  [{c['n']}] {_where(c)}{note}")
-            lines.append(f"      “{c['quote']}”")
-    else:
-        lines.append("The sources don't say.")
-        if result["passages"]:
-            lines.append("")
-            lines.append("Closest passages:")
-            for p in result["passages"][:3]:
-                text = " ".join(p["text"].split())
-                lines.append(f"  {_where(p)}  {text[:200]}{'…' if len(text) > 200 else ''}")
-    return "\n".join(lines)
-
-
-
-
-def _where(item: dict) -> str:
-    """path:line of a quote, or path:page N for PDFs."""
-    if "page" in item:
-        return f"{item['source']}:page {item['page']}"
-    line = item.get("line")
-    return f"{item['source']}:{line}" if line else item["source"]
-
-
-def add_lines(result: dict, engine) -> dict:
-    """Line numbers for the human view (the JSON stays as the engine made it)."""
-    for item in result["citations"] + result["passages"]:
-        text = engine.source_text(item["source"]) or ""
-        item["line"] = text.count("\n", 0, item["start"]) + 1
-    return result
-
-
 def _history(path: str | None) -> list:
     """The earlier turns from a JSON file (or - for standard input), as the API takes them."""
     if path is None:
@@ -138,9 +94,11 @@ def _history(path: str | None) -> list:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    history = _history(args.history)
+    from .terminal import add_lines, format_answer
+
+    request = AskRequest.of(args.question, _history(args.history), args.top_k, args.source)  # checked first
     engine = _engine(args)
-    result = engine.ask(args.question, history, top_k=args.top_k, sources=args.source)
+    result = engine.answer(request)[0]
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
     else:
@@ -168,28 +126,9 @@ def show_page(engine, result: dict, out: Path) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    history: list[dict] = []
-    _say("Ask a question about your documents (empty line or Ctrl-D to quit, /reset to start over).")
-    while True:
-        try:
-            question = input("you> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            print()
-            return 0
-        if not question:
-            return 0
-        if question == "/reset":
-            history = []
-            continue
-        try:
-            result = engine.ask(question, history[-20:], args.top_k, args.source)
-        except QAError as exc:
-            _say(f"error: {exc}")
-            continue
-        print(format_answer(add_lines(result, engine), sys.stdout.isatty()))
-        print()
-        history += exchange(question, result)
+    from .terminal import chat
+
+    return chat(_engine(args), args.top_k, args.source)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -213,6 +152,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train_reader(args: argparse.Namespace) -> int:
+    if not Path(args.dataset).is_file():  # before PyTorch loads
+        _say(f"qa: error: no such file: {shown(args.dataset)}")
+        return 2
     from .training.train import Settings, train
 
     settings = Settings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -234,7 +176,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _say(f"qa: error: {exc}")
         return 2
     engine = _engine(args)
-    return serve(engine, Library(engine, args.uploads, args.read_only), config)
+    code = serve(engine, Library(engine, args.uploads, args.read_only), config)
+    # The server has stopped and said so: leave now. Unloading PyTorch (loaded for uploads)
+    # and ONNX Runtime at interpreter exit took seconds more (docs/speed.md).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
@@ -348,8 +295,8 @@ def parser(training: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve the JSON API and chat page")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--port", type=_bounded(int, 0, 65535), default=8000, help="0: any free port")
+    p.add_argument("--threads", type=_bounded(int, 1, 1000), default=8)
     common(p)
     reader(p, top_k=False)
     p.add_argument("--token", default=None,
@@ -397,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(training=TRAIN in argv).parse_args(argv)
     try:
         return args.func(args)
+    except InvalidRequest as exc:  # a question, history or source the command line gave
+        _say(f"qa: error: {exc}")
+        return 2
     except QAError as exc:
         _say(f"qa: error: {exc}")
         return 1

@@ -58,7 +58,6 @@ def test_usage_errors_exit_2(tmp_path):
 @pytest.mark.parametrize(("argv", "message"), [
     (["ask", "Anything?", "--index", "{tmp}/missing"], "no index at"),
     (["index", "{tmp}/empty", "--index", "{tmp}/idx"], "no readable documents"),
-    (["ask", "   ", "--index", "{seed}"], "question is empty"),
     (["eval", "{tmp}/not-squad.json"], "not a readable SQuAD"),
 ])
 def test_other_errors_exit_1_with_one_line(argv, message, tmp_path, seed_index, capsys):
@@ -68,6 +67,31 @@ def test_other_errors_exit_1_with_one_line(argv, message, tmp_path, seed_index, 
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("qa: error:") and message in err[0]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["ask", "   ", "--index", "{seed}"], "question is empty"),
+    (["ask", "x" * 2001, "--index", "{seed}"], "longer than 2000"),
+    (["ask", "Who?", "--index", "{seed}", "--source", "nope.txt"], "unknown source 'nope.txt'"),
+    (["index", "{tmp}/nowhere", "--index", "{tmp}/idx"], "no such file or folder"),
+    (["train-reader", "{tmp}/nope.json", "--out", "{tmp}/out"], "no such file"),
+])
+def test_usage_errors_exit_2_with_one_line_before_any_model_loads(argv, message, tmp_path, seed_index,
+                                                                 capsys):
+    argv = [a.format(tmp=tmp_path, seed=seed_index) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qa: error:") and message in err[0]
+
+
+def test_a_missing_source_is_refused_before_the_model_loads(tmp_path):
+    code = ("import sys\nfrom qa.cli import main\n"
+            "code = main(['index', sys.argv[1], '--index', sys.argv[2]])\n"
+            "print(code, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nowhere"), str(tmp_path / "index")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"qa: error: no such file or folder: {tmp_path / 'nowhere'}"]
 
 
 def test_index_reports_changes_and_summary(tmp_path, capsys):

@@ -6,15 +6,27 @@ question's words are always the words the index holds.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 
-from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+def _bm25s_stopwords() -> tuple[str, ...]:
+    """bm25s's English stop words, read from its module alone: importing the package would
+    load its evaluation tools too (asyncio, tqdm, numpy.f2py: 60 ms of every `qa ask`)."""
+    package = importlib.util.find_spec("bm25s")
+    spec = importlib.util.spec_from_file_location(
+        "bm25s_stopwords", Path(package.submodule_search_locations[0]) / "stopwords.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.STOPWORDS_EN_PLUS
+
 
 # NLTK's English stop words (as bundled with bm25s) plus question words it lacks: a
 # question's "how many" must not count as words the corpus should contain.
-STOPWORDS = sorted(set(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "could", "would"})
+STOPWORDS = sorted(set(_bm25s_stopwords()) | {"many", "much", "whose", "could", "would"})
 
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # the word pattern bm25s and scikit-learn use
