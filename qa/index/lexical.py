@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
+
+from .sparse import Compressed
 
 K1 = 1.5
 B = 0.75
@@ -27,11 +28,13 @@ class Postings:
     """One segment's term counts: chunks x its own vocabulary, and each chunk's length."""
 
     vocab: list[str]
-    counts: sp.csc_matrix  # (chunks, len(vocab)) how often each word occurs in each chunk
+    counts: Compressed  # CSC (chunks, len(vocab)): how often each word occurs in each chunk
     lengths: np.ndarray  # (chunks,) words per chunk
 
     @classmethod
     def build(cls, tokens: list[list[str]]) -> Postings:
+        import scipy.sparse as sp
+
         vocab: dict[str, int] = {}
         rows, cols = [], []
         for i, words in enumerate(tokens):
@@ -41,10 +44,11 @@ class Postings:
         counts = sp.csc_matrix((np.ones(len(rows), np.float32), (rows, cols)),
                                shape=(len(tokens), max(len(vocab), 1)))
         counts.sum_duplicates()
-        return cls(list(vocab), counts, np.array([len(t) for t in tokens], np.float32))
+        lengths = np.array([len(t) for t in tokens], np.float32)
+        return cls(list(vocab), Compressed.from_scipy(counts), lengths)
 
     def save(self, folder: Path) -> list[Path]:
-        sp.save_npz(folder / "terms.npz", self.counts)
+        self.counts.save(folder / "terms.npz")
         np.save(folder / "lengths.npy", self.lengths)
         (folder / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
         return [folder / "terms.npz", folder / "lengths.npy", folder / "vocab.json"]
@@ -54,7 +58,7 @@ class Postings:
         vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
         if not isinstance(vocab, list):
             raise ValueError("vocab.json is not a list")
-        return cls(vocab, sp.load_npz(folder / "terms.npz").tocsc(), np.load(folder / "lengths.npy"))
+        return cls(vocab, Compressed.load(folder / "terms.npz", "csc"), np.load(folder / "lengths.npy"))
 
 
 class Lexical:
@@ -78,9 +82,11 @@ class Lexical:
         self._locals = []  # per part: global term id -> local column (-1: not in this segment)
         for postings, ids, to_global in self._parts:
             live = ids >= 0
-            if postings.vocab:
-                present = postings.counts[live] > 0
-                np.add.at(self.document_frequencies, to_global, np.asarray(present.sum(axis=0)).ravel())
+            if postings.vocab:  # per word, the live chunks that hold it
+                counts = postings.counts
+                present = (counts.data > 0) & live[counts.indices]
+                held = np.bincount(counts.lines(), present, counts.shape[1])
+                np.add.at(self.document_frequencies, to_global, held)
             total_length += float(postings.lengths[live].sum())
             local = np.full(size, -1, np.int64)
             local[to_global] = np.arange(len(to_global))

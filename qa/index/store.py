@@ -27,7 +27,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import IndexBusy, IndexInvalid, IndexMissing
 from .lexical import Lexical, Postings
@@ -45,6 +44,7 @@ from .manifest import (
 from .pdf import save_boxes
 from .shards import Dense, Rows, dense_index
 from .sources import Document
+from .sparse import Compressed, stack_rows
 from .words import tokenize
 
 # One question is one search: FAISS's OpenMP threads only add overhead there, and the
@@ -71,7 +71,7 @@ class IndexData:
     sentence_vectors: Rows
     dense: Dense
     lexical: Lexical
-    sentence_terms: sp.csr_matrix  # sentences x BM25 vocabulary: which words each holds
+    sentence_terms: Compressed  # CSR sentences x BM25 vocabulary: which words each holds
     path: Path
 
     @property
@@ -157,15 +157,11 @@ class IndexData:
     def sentence_words(self, sentences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The vocabulary ids these sentences hold, as (position in sentences, word id) pairs.
 
-        Gathered straight from the CSR arrays: scipy's row indexing builds a new matrix
+        Gathered straight from the CSR arrays: scipy's row indexing built a new matrix
         per call and cost more than the rest of a question's scoring.
         """
-        m = self.sentence_terms
-        starts, ends = m.indptr[sentences], m.indptr[np.asarray(sentences) + 1]
-        lengths = ends - starts
-        owner = np.repeat(np.arange(len(lengths)), lengths)
-        at = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-        return owner, m.indices[at]
+        owner, at = self.sentence_terms.gather(sentences)
+        return owner, self.sentence_terms.indices[at]
 
 
 @contextlib.contextmanager
@@ -234,7 +230,7 @@ def write_segment(index_dir: Path, documents: list[Document], spans: dict[str, n
         postings = Postings.build(tokenize(chunk_texts))
         postings.save(folder)
         vocab = {w: i for i, w in enumerate(postings.vocab)}
-        sp.save_npz(folder / "sentence_terms.npz", term_matrix(sentence_texts, vocab))
+        term_matrix(sentence_texts, vocab).save(folder / "sentence_terms.npz")
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         for p in files:
             _fsync(p)
@@ -296,15 +292,18 @@ def _remove_unused(index_dir: Path, manifest: str, segments: set[str]) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def term_matrix(texts: list[str], vocab: dict[str, int]) -> sp.csr_matrix:
-    """Binary texts x vocabulary matrix of the stemmed words each text contains."""
+def term_matrix(texts: list[str], vocab: dict[str, int]) -> Compressed:
+    """Binary texts x vocabulary matrix (CSR) of the stemmed words each text contains."""
+    import scipy.sparse as sp
+
     rows, cols = [], []
     for i, words in enumerate(tokenize(texts) if texts else []):
         ids = {vocab[w] for w in words if w in vocab}
         rows.extend([i] * len(ids))
         cols.extend(ids)
     data = np.ones(len(rows), dtype=np.float32)
-    return sp.csr_matrix((data, (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
+    return Compressed.from_scipy(matrix)
 
 
 def _fsync(path: Path) -> None:
@@ -331,7 +330,7 @@ class Segment:
     sentence_vectors: np.ndarray
     dense: faiss.Index
     postings: Postings
-    sentence_terms: sp.csr_matrix
+    sentence_terms: Compressed
 
 
 def load_segment(index_dir: Path, entry: SegmentEntry) -> Segment:
@@ -357,7 +356,7 @@ def load_segment(index_dir: Path, entry: SegmentEntry) -> Segment:
     if "nprobe" in entry.get("dense_index", {}):
         dense.nprobe = int(entry["dense_index"]["nprobe"])
     return Segment(entry, documents, spans, chunk_vectors, sentence_vectors, dense, Postings.load(folder),
-                   sp.load_npz(folder / "sentence_terms.npz").tocsr())
+                   Compressed.load(folder / "sentence_terms.npz", "csr"))
 
 
 def load(index_dir: Path, model_name: str | None = None, dimension: int | None = None,
@@ -419,10 +418,9 @@ def combine(manifest: Manifest, segments: list[Segment], dimension: int, path: P
         maps.append(sent_live)
     spans = {k: (np.concatenate(v) if v else np.zeros(0)).astype(np.int64) for k, v in cols.items()}
     lexical = Lexical(lexical_parts, base["chunk"])
-    terms = [_global_terms(seg.sentence_terms[live], lexical.to_global(i), len(lexical.vocab_dict))
-             for i, (seg, live) in enumerate(zip(segments, maps))]
-    sentence_terms = (sp.vstack(terms).tocsr() if terms
-                      else sp.csr_matrix((0, max(len(lexical.vocab_dict), 1)), dtype=np.float32))
+    width = len(lexical.vocab_dict)  # the segments' words renumbered in the united vocabulary
+    sentence_terms = stack_rows([seg.sentence_terms.rows(live).renumbered(lexical.to_global(i), width)
+                                 for i, (seg, live) in enumerate(zip(segments, maps))], width)
     return IndexData(manifest, documents, spans, Rows(chunk_parts, dimension),
                      Rows(sentence_parts, dimension), Dense(dense_parts), lexical, sentence_terms, path)
 
@@ -434,9 +432,3 @@ def _numbering(live: np.ndarray, base: dict[str, int], kind: str) -> np.ndarray:
     out[live] = np.arange(base[kind], base[kind] + count)
     base[kind] += count
     return out
-
-
-def _global_terms(matrix: sp.csr_matrix, to_global: np.ndarray, size: int) -> sp.csr_matrix:
-    """A segment's sentence x word matrix with its words renumbered in the united vocabulary."""
-    indices = to_global[matrix.indices] if len(to_global) else matrix.indices
-    return sp.csr_matrix((matrix.data, indices, matrix.indptr), shape=(matrix.shape[0], max(size, 1)))
