@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from .engine import Engine
 from .errors import QAError
-from .index.build import Progress, build_index
+from .index.build import Progress, build_index, plural
 from .index.sources import (
     MAX_BYTES,
     SUPPORTED,
@@ -83,11 +83,6 @@ class Job:
         return {"id": self.id, "action": self.action, "files": list(self.files), "state": self.state,
                 "progress": self.progress.as_dict(), "messages": list(self.messages),
                 "summary": self.summary, "message": self.message, "error": self.error}
-
-
-def plural(n: int, word: str) -> str:
-    """"1 passage", "2 passages"."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def listing(items: list[str]) -> str:

@@ -102,7 +102,7 @@ def test_index_reports_changes_and_summary(tmp_path, capsys):
     assert main(["index", str(docs), "--index", str(tmp_path / "idx")]) == 0
     err = capsys.readouterr().err
     assert "b.csv: unsupported file type" in err
-    assert "indexed 1 documents" in err and "1 new" in err
+    assert "indexed 1 document," in err and "1 new" in err
     (docs / "a.txt").write_text("The harbour master is called Jon Berg.\n", encoding="utf-8")
     assert main(["index", str(docs), "--index", str(tmp_path / "idx")]) == 0
     assert "1 changed" in capsys.readouterr().err

@@ -141,8 +141,8 @@ def test_hostile_folder_is_indexed_with_one_line_per_bad_file(tmp_path, embedder
         assert len(hits) == (2 if path.endswith("fifo.txt") else 1), (path, lines)
         assert reason in hits[0], (path, hits)
     summary = lines[-1]
-    assert re.fullmatch(r"indexed 7 documents, \d+ chunks in [\d.]+ s \(7 new, 0 changed, 0 removed, "
-                        r"0 unchanged, \d+ skipped; 1 segments\)", summary), summary
+    assert re.fullmatch(r"indexed 7 documents, \d+ passages in [\d.]+ s \(7 new, 0 changed, 0 removed, "
+                        r"0 unchanged, \d+ skipped; 1 segment\)", summary), summary
     # Every line is a skip note or the summary: no traceback, no warnings, no stray output.
     assert len(lines) == len(expected) + 1, lines  # + the summary
 
@@ -254,7 +254,7 @@ def test_fresh_cli_skips_a_huge_file_in_bounded_memory(tmp_path):
     lines = proc.stderr.splitlines()
     assert proc.returncode == 0, proc.stderr
     assert lines[0] == f"skipped {docs}/huge.txt: larger than 64 MiB", lines
-    assert len(lines) == 2 and lines[1].startswith("indexed 1 documents"), lines
+    assert len(lines) == 2 and lines[1].startswith("indexed 1 document,"), lines
     memory = json.loads(proc.stdout)
     grew_mib = (memory["after_kib"] - memory["before_kib"]) / 1024
     assert grew_mib < 100, memory  # the 300 MiB file was not read

@@ -119,7 +119,7 @@ def test_ray_build_through_the_cli_equals_a_local_build(cluster, corpus, local_i
     err = capsys.readouterr().err.splitlines()
     assert err[-2].startswith("skipped ") and "latin1.txt" in err[-2]
     assert err[-1].startswith("indexed 3 documents")
-    assert err[-1].endswith("(3 new, 0 changed, 0 removed, 0 unchanged, 1 skipped; 1 segments)")
+    assert err[-1].endswith("(3 new, 0 changed, 0 removed, 0 unchanged, 1 skipped; 1 segment)")
     assert_same_index(local_index, index, embedder)
     here, there = Engine(local_index).ask(QUESTION), Engine(index).ask(QUESTION)
     assert here["answerable"] and here["short_answer"]["text"] == "Feb. 24, 2022"
@@ -169,7 +169,7 @@ def test_the_cli_in_its_own_process(where, cluster, corpus, local_index, embedde
     proc = qa_index(corpus, index, "--ray", *address, "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "(3 new, 0 changed, 0 removed, 0 unchanged, 1 skipped; 1 segments)" in proc.stderr.splitlines()[-1]
+    assert "(3 new, 0 changed, 0 removed, 0 unchanged, 1 skipped; 1 segment)" in proc.stderr.splitlines()[-1]
     assert_same_index(local_index, index, embedder)
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from qa.engine import Engine
+from qa.library import plural
 
 Signature = tuple | None  # as Engine.build_signature gives it
 
@@ -94,8 +95,8 @@ class IndexWatcher:
             return False
         self.reloads += 1
         health = self.engine.health()
-        self.log(f"qa: index reloaded ({reason}): {health['documents']} documents, "
-                 f"{health['chunks']} passages, {time.perf_counter() - started:.2f} s")
+        self.log(f"qa: index reloaded ({reason}): {plural(health['documents'], 'document')}, "
+                 f"{plural(health['chunks'], 'passage')}, {time.perf_counter() - started:.2f} s")
         return True
 
     def wait(self, timeout: float = 30) -> bool:

@@ -42,10 +42,15 @@ class BuildReport:
 
     def summary(self) -> str:
         return (
-            f"indexed {self.documents} documents, {self.chunks} chunks in {self.seconds:.1f} s "
-            f"({self.added} new, {self.changed} changed, {self.removed} removed, "
-            f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.segments} segments)"
+            f"indexed {plural(self.documents, 'document')}, {plural(self.chunks, 'passage')} in "
+            f"{self.seconds:.1f} s ({self.added} new, {self.changed} changed, {self.removed} removed, "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {plural(self.segments, 'segment')})"
         )
+
+
+def plural(n: int, word: str) -> str:
+    """"1 passage", "2 passages"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass

@@ -176,7 +176,7 @@ def test_rebuild_while_serving_then_sighup(seed_index, tmp_path):
         # SIGHUP: rebuild without the new document and send no request, so only the signal reloads.
         index_in_subprocess(corpus(tmp_path / "docs", False), index)
         server.proc.send_signal(signal.SIGHUP)
-        wait_for_log(server.log, "qa: index reloaded (SIGHUP): 1 documents")
+        wait_for_log(server.log, "qa: index reloaded (SIGHUP): 1 document,")
         status, _, body = server.get("/api/health")
         assert status == 200 and json.loads(body)["documents"] == 1
         status, _, body = server.post_json("/api/ask", {"question": NEW_QUESTION})
