@@ -21,7 +21,7 @@ MAX_TURNS = 20
 MAX_CHARS = 2000
 MAX_SOURCES = 100  # documents or folders one question may be scoped to
 MAX_SOURCE_CHARS = 1000
-_TURN_KEYS = frozenset({"role", "content", "short_answer"})
+_TURN_KEYS = frozenset({"role", "content", "short_answer", "source"})
 
 
 class Turn(TypedDict):
@@ -30,6 +30,14 @@ class Turn(TypedDict):
     role: str
     content: str
     short_answer: str  # assistant turns: the short answer shown ("" when none)
+    source: str  # assistant turns: the document quoted ("" when none or not said)
+
+
+class SubjectJSON(TypedDict):
+    """What the conversation is about (``qa.subject``)."""
+
+    names: list[str]
+    sources: list[str]
 
 
 class PageBoxes(TypedDict):
@@ -89,6 +97,7 @@ class Answer(TypedDict):
     citations: list[Citation]
     passages: list[Passage]
     scope: list[str]
+    subject: SubjectJSON | None
     took_ms: float
 
 
@@ -145,7 +154,17 @@ SCHEMAS: dict[str, dict] = {
                          "description": "assistant turns: the short answer given, which a follow-up's "
                                         "pronoun or 'there' may point at (absent: the reader finds it "
                                         "again in content)"},
+        "source": {"type": ["string", "null"], "maxLength": MAX_SOURCE_CHARS,
+                   "description": "assistant turns: the document quoted (citation 1's source), whose "
+                                  "subject follow-ups keep (absent: found from content)"},
     }, required=["role", "content"]),
+    "Subject": _obj({
+        "names": {"type": "array", "items": {"type": "string"},
+                  "description": "what the questions named, the first one named first"},
+        "sources": {"type": "array", "items": {"type": "string"},
+                    "description": "the documents that answered about it, the latest first; "
+                                   "follow-ups prefer them"},
+    }),
     "Citation": _obj({
         "n": {"type": "integer", "minimum": 1, "description": "marker number, [n] in the answer"},
         "source": _SOURCE,
@@ -207,6 +226,9 @@ SCHEMAS: dict[str, dict] = {
                      "description": "the closest passages, also when abstaining"},
         "scope": {"type": "array", "items": {"type": "string"},
                   "description": "the documents or folders the question was asked within ([]: all)"},
+        "subject": {"anyOf": [_ref("Subject"), {"type": "null"}],
+                    "description": "what the conversation is about, kept from earlier turns until a "
+                                   "question names something new; null: nothing yet"},
         "took_ms": {"type": "number", "minimum": 0},
     }),
     "SearchResult": _obj({"passages": {"type": "array", "items": _ref("Passage")}}),
@@ -256,8 +278,9 @@ def check_history(history: object) -> list[Turn]:
     for i, turn in enumerate(history):
         if not isinstance(turn, dict) or not {"role", "content"} <= set(turn) <= _TURN_KEYS:
             raise InvalidRequest(f"history[{i}] must be an object with 'role' and 'content' "
-                                 "(and optionally 'short_answer')")
-        role, content, short = turn["role"], turn["content"], turn.get("short_answer")
+                                 "(and optionally 'short_answer' and 'source')")
+        role, content = turn["role"], turn["content"]
+        short, source = turn.get("short_answer"), turn.get("source")
         if role not in ("user", "assistant"):
             raise InvalidRequest(f"history[{i}].role must be 'user' or 'assistant'")
         if not isinstance(content, str):
@@ -267,7 +290,10 @@ def check_history(history: object) -> list[Turn]:
         if short is not None and (not isinstance(short, str) or len(short) > MAX_CHARS):
             raise InvalidRequest(f"history[{i}].short_answer must be a string of at most {MAX_CHARS} "
                                  "characters, or null")
-        turns.append(Turn(role=role, content=content, short_answer=short or ""))
+        if source is not None and (not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS):
+            raise InvalidRequest(f"history[{i}].source must be a document name of at most "
+                                 f"{MAX_SOURCE_CHARS} characters, or null")
+        turns.append(Turn(role=role, content=content, short_answer=short or "", source=source or ""))
     return turns
 
 

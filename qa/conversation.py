@@ -109,20 +109,25 @@ class Rewrite:
         read = _name_the_group(read or self.asked, self.last[0]) or read
         if self.asked in self.query:  # a continuation put its own "one" in place already
             read = _name_the_one(read or self.asked, self.last[0]) or read
-        if read is None:
-            return self
-        # Retrieval searches the question as read, still with the last exchange beside it.
+        return self if read is None else self.read_as(read, referent)
+
+    def read_as(self, read: str, name: str = "") -> Rewrite:
+        """This follow-up read as ``read``, the question with ``name`` in place of the words
+        that pointed at it; retrieval searches it still with the last exchange beside it."""
         query = self.query.replace(self.asked, read, 1)
-        if _refers_back(read.replace(referent, "") if referent else read):  # another word still points back
+        if self.last and _refers_back(read.replace(name, "") if name else read):  # another word points back
             read = f"{read} {self.last[0]}"
         return replace(self, query=query, read=read, alone=read, why=f"{self.why}; read as {read!r}")
 
 
 def exchange(question: str, result: dict) -> list[dict[str, str | None]]:
-    """The two history turns one question and its answer JSON make, short answer included."""
+    """The two history turns one question and its answer JSON make, with the short answer
+    and the document quoted."""
     short = result.get("short_answer") or {}
+    cited = result.get("citations") or [{}]
     return [{"role": "user", "content": question},
-            {"role": "assistant", "content": result["answer"], "short_answer": short.get("text")}]
+            {"role": "assistant", "content": result["answer"], "short_answer": short.get("text"),
+             "source": cited[0].get("source")}]
 
 
 def _words(text: str) -> list[str]:

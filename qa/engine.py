@@ -26,7 +26,8 @@ from .index.manifest import read_manifest, verify_files
 from .index.questions import question_encoder
 from .index.words import tokenize
 from .readers import Reading, ReadRequest, load_reader
-from .retriever.hybrid import make_query, retrieve
+from .retriever.hybrid import bm25_top, make_query, retrieve
+from .subject import Subject, follow
 
 
 class Engine:
@@ -119,12 +120,29 @@ class Engine:
         return data.chunks_of(documents)
 
     def _retrieve(self, data: store.IndexData, query: str, n: int,
-                  within: np.ndarray | None = None) -> list:
-        """The n best chunks for the query (none for an empty index or a query of stop words only)."""
+                  within: np.ndarray | None = None, preferred: frozenset[int] = frozenset()) -> list:
+        """The n best chunks for the query (none for an empty index or a query of stop words
+        only), the chunks of the ``preferred`` documents (positions) ranked higher."""
         if not data.chunk_count or not tokenize([query])[0] or (within is not None and not len(within)):
             return []
         vector = self.encode_question([query])[0]
-        return retrieve(data, make_query(data, query, vector), n, within)
+        prefer = data.chunks_of(sorted(preferred)) if preferred else None
+        return retrieve(data, make_query(data, query, vector), n, within, prefer)
+
+    @staticmethod
+    def _subject(data: store.IndexData, request: AskRequest) -> Subject:
+        """What the conversation is about, the documents earlier answers quoted included."""
+        def answered_in(turn: dict) -> str | None:
+            if turn["source"] and data.document(turn["source"]) is not None:
+                return turn["source"]
+            return _quoted_in(data, turn["content"])
+
+        def mentions(name: str, sources: tuple[str, ...]) -> bool:
+            return any(name in doc.text for s in sources if (doc := data.document(s)) is not None)
+
+        history = request.history
+        return follow(history, request.question,
+                      [answered_in(t) for t in history if t["role"] == "assistant"], mentions)
 
     def answer(self, request: AskRequest) -> tuple[Answer, Reading | None]:
         """The answer to a checked request, and the reader's verdict behind it (for evaluation)."""
@@ -132,17 +150,21 @@ class Engine:
         data = self.data
         within = self._within(data, request.sources)
         said = rewrite(request.question, list(request.history))
+        subject = self._subject(data, request)
         # A follow-up: what it refers to (the last short answer, as the history gives it or as
-        # the reader finds it again) stands in for the words that point at it, and is never
-        # its own short answer.
+        # the reader finds it again) is never its own short answer; the subject's name, or
+        # else that answer, stands in for the words that point at it.
         referent = said.referent or (self.reader.referent(*said.last) if said.last else "")
-        said = said.resolved(referent)
-        passages = self._retrieve(data, said.query, max(request.top_k, 5), within)
+        asked = [t["content"] for t in request.history if t["role"] == "user"]
+        named = subject.read(said.asked, asked[-1]) if said.asked and asked else None
+        said = said.read_as(named, subject.names[0]) if named else said.resolved(referent)
+        preferred = frozenset(i for s in subject.sources for i in data.documents_within(s))
+        passages = self._retrieve(data, said.query, max(request.top_k, 5), within, preferred)
         reading = None
         if passages:
             banned = tuple(dict.fromkeys(s for s in (referent, *said.shown) if s.strip()))
             reading = self.reader.read(ReadRequest(data, passages, said.reader_question, self.threshold,
-                                                   said.avoid, banned, said.more))
+                                                   said.avoid, banned, said.more, preferred))
         result = Answer(
             question=request.question,
             query=said.query,
@@ -155,11 +177,13 @@ class Engine:
             citations=[],
             passages=[self._passage(data, p.chunk, p.score) for p in passages[:request.top_k]],
             scope=list(request.sources),
+            subject=subject.as_json(),
             took_ms=0.0,
         )
         if reading and reading.answer is not None:
             first = self._citation(data, reading.answer, 1, reading.through)
             result["answer"] = first["quote"]
+            result["subject"] = subject.answered(first["source"]).as_json()
             result["answerable"] = True
             result["sure"] = reading.confidence >= self.reader.sure_level
             result["citations"] = [first] + [
@@ -198,6 +222,20 @@ class Engine:
         if doc.pages:
             out["page"] = bisect.bisect_right(doc.pages, start)
         return out
+
+
+def _quoted_in(data: store.IndexData, quote: str) -> str | None:
+    """The indexed document that holds this quote word for word, or None: looked for among
+    the documents of the chunks that share most of its words."""
+    quote = quote.strip()
+    terms = [data.lexical.vocab_dict[t] for t in set(tokenize([quote])[0]) if t in data.lexical.vocab_dict]
+    if not quote or not terms:
+        return None
+    for chunk in bm25_top(data.lexical, np.array(sorted(terms), dtype=np.int64), 5)[0].tolist():
+        doc = data.chunk_span(chunk)[0]
+        if quote in doc.text:
+            return doc.source
+    return None
 
 
 def _on_disk(data: store.IndexData, path: str) -> list[int]:

@@ -55,7 +55,9 @@ ASK = (
     "that the short answer is right; `sure: false` on an answer means it is only the closest thing "
     "found: say so, do not present it as a fact. `sources` (document names as citations give them, "
     "or folder prefixes) asks within those documents only. For a follow-up (\"And when?\", "
-    "\"What about her?\") pass the earlier turns as `history`; `query` shows what was searched."
+    "\"What about her?\") pass the earlier turns as `history` (each answer with its citation 1 "
+    "`source`); `query` shows what was searched, and `subject` what the conversation is about "
+    "(the names asked about and the documents that answered), which follow-ups keep."
 )
 
 SEARCH = (

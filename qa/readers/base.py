@@ -65,6 +65,8 @@ class ReadRequest:
     ``only_new``, when the user asked for more, only for a short answer not given yet).
     ``banned``: what a follow-up refers to (the last short answer; when asking for more,
     every short answer given), which is never part of its own short answer.
+    ``preferred``: the documents (positions) the conversation's subject was answered from,
+    which a reader prefers among answers it finds about as good.
     """
 
     data: IndexData
@@ -74,6 +76,7 @@ class ReadRequest:
     avoid: tuple[str, ...] = ()
     banned: tuple[str, ...] = ()
     only_new: bool = False
+    preferred: frozenset[int] = frozenset()
 
 
 class Reader(Protocol):

@@ -65,6 +65,9 @@ AVOID_RATIO = 0.5
 CHOOSE_ANSWERABLE = 3.0
 CHOOSE_FIRST = 2.0
 CHOOSE_RANK = 0.5
+# A follow-up takes the answer from a document of the conversation's subject
+# (ReadRequest.preferred) when one there is at least this sure relative to the best.
+SUBJECT_RATIO = 0.3
 
 
 class ReaderUnavailable(QAError):
@@ -264,6 +267,10 @@ class SpanReader:
         else:
             reads = [r for _, r in sorted(enumerate(reads), key=lambda pair: -window_choice(*pair))]
         best = reads[0]
+        if request.preferred and data.sentence_document(best.first) not in request.preferred:
+            floor = max(threshold, SUBJECT_RATIO * best.confidence)
+            best = next((r for r in reads if r.confidence >= floor and r.short is not None
+                         and data.sentence_document(r.first) in request.preferred), best)
         if avoid and repeats(data, best.sentence, avoid):  # a follow-up: another answer if one answers
             floor = max(threshold, AVOID_RATIO * best.confidence)
             best = next((r for r in reads if r.confidence >= floor and r.short is not None

@@ -30,6 +30,11 @@ DEPTH = 50  # candidates taken from each ranking before fusion
 # (``candidate_focus``). Measured on COVID-QA, the SQuAD 2.0 dev subset and eight held-out
 # SQuAD 1.1 articles (docs/quality.md).
 WEIGHTS = np.array([0.6, 0.25, 0.5, 0.6, 0.6, 0.6])
+# A conversation's follow-up leans toward the documents that answered about its subject
+# (``qa.subject``): their chunks gain this much, a prior and not a filter, measured on the
+# QuAC dev dialogs (docs/conversation.md). PREFERRED_DEPTH of them join the candidates.
+PREFERRED_BONUS = 0.3
+PREFERRED_DEPTH = 10
 
 
 @dataclass
@@ -127,11 +132,22 @@ def candidate_focus(terms: np.ndarray, chunks: np.ndarray, term_count: int, chun
     return np.log((chunk_count + 1) / (holders + 0.5)) / np.log((chunk_count + 1) / 0.5)
 
 
-def retrieve(data: IndexData, query: Query, top_k: int, within: np.ndarray | None = None) -> list[Passage]:
+def retrieve(data: IndexData, query: Query, top_k: int, within: np.ndarray | None = None,
+             preferred: np.ndarray | None = None) -> list[Passage]:
     """The top_k chunks, best first (all candidates scored in a few array operations);
-    ``within``: the ids of the only chunks that may be retrieved (None: all)."""
+    ``within``: the ids of the only chunks that may be retrieved (None: all); ``preferred``:
+    chunks that gain PREFERRED_BONUS, their best ones among the candidates."""
     d_ids, _ = dense_search(data, query.vector, DEPTH, within)
     l_ids, l_scores = lexical_search(data, query, DEPTH, within)
+    if preferred is not None and len(preferred):
+        if within is not None:
+            preferred = np.intersect1d(preferred, within)
+        p_ids, _ = dense_search(data, query.vector, PREFERRED_DEPTH, preferred)
+        pl_ids, pl_scores = lexical_search(data, query, PREFERRED_DEPTH, preferred)
+        known = set(l_ids.tolist())
+        extra = [i for i, c in enumerate(pl_ids.tolist()) if c not in known]
+        d_ids = np.concatenate([d_ids, p_ids])
+        l_ids, l_scores = np.concatenate([l_ids, pl_ids[extra]]), np.concatenate([l_scores, pl_scores[extra]])
     cands = np.array(list(dict.fromkeys(d_ids.tolist() + l_ids.tolist())), dtype=np.int64)
     if not len(cands):
         return []
@@ -165,6 +181,8 @@ def retrieve(data: IndexData, query: Query, top_k: int, within: np.ndarray | Non
         np.maximum.reduceat(cosine + 0.5 * focused, starts),
     ], axis=1)
     scores = np.nan_to_num(features @ WEIGHTS, nan=-np.inf)
+    if preferred is not None and len(preferred):
+        scores += PREFERRED_BONUS * np.isin(cands, preferred)
     out = []
     for i in np.argsort(-scores, kind="stable")[:top_k].tolist():
         a, b = int(starts[i]), int(starts[i] + lengths[i])

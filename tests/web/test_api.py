@@ -111,6 +111,21 @@ def test_follow_up_uses_history(client, spec, seed_text):
     check_quotes(result, seed_text)
 
 
+def test_the_answer_shows_the_conversations_subject_and_the_query(client, spec):
+    """A client that sends only what it showed (no ``source``) still keeps the subject: the
+    document its last answer quoted, which the answer names with the query it searched."""
+    first = ask(client, {"question": DELEGATION}).get_json()
+    assert first["subject"] == {"names": [], "sources": [SEED_FILE.name]}
+    history = [{"role": "user", "content": DELEGATION}, {"role": "assistant", "content": first["answer"]},
+               {"role": "user", "content": "Where did they meet?"},
+               {"role": "assistant", "content": "Nothing here.", "source": "not/indexed.txt"}]
+    response = ask(client, {"question": "What is her title?", "history": history})
+    result = response.get_json()
+    check_response(spec, "/api/ask", "post", 200, response.content_type, result)
+    assert result["subject"]["sources"] == [SEED_FILE.name]
+    assert result["query"] != result["question"] and DELEGATION in result["query"]
+
+
 def test_off_topic_question_abstains_but_lists_passages(client, spec, seed_text):
     response = ask(client, {"question": "How tall is Mount Everest?"})
     result = response.get_json()
@@ -217,6 +232,11 @@ BAD_ASKS = [
     pytest.param({"question": "Who?", "history": ["x"]}, "invalid_request", id="history-turn-not-object"),
     pytest.param({"question": "Who?", "history": [{"role": "assistant", "content": "x", "short_answer": 1}]},
                  "invalid_request", id="history-short-answer-not-string"),
+    pytest.param({"question": "Who?", "history": [{"role": "assistant", "content": "x", "source": 7}]},
+                 "invalid_request", id="history-source-not-string"),
+    pytest.param({"question": "Who?", "history": [{"role": "assistant", "content": "x",
+                                                   "source": "s" * 1001}]},
+                 "invalid_request", id="history-source-too-long"),
     pytest.param({"question": "Who?", "top_k": 0}, "invalid_request", id="top-k-zero"),
     pytest.param({"question": "Who?", "top_k": 21}, "invalid_request", id="top-k-too-big"),
     pytest.param({"question": "Who?", "top_k": "5"}, "invalid_request", id="top-k-string"),

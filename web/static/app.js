@@ -198,9 +198,11 @@
       history = history
         .concat([
           { role: "user", content: question },
-          // The short answer shown is what a follow-up's "he" or "there" points at.
+          // The short answer shown is what a follow-up's "he" or "there" points at,
+          // and the document it quoted, whose subject the conversation keeps.
           { role: "assistant", content: result.answer,
-            short_answer: result.short_answer ? result.short_answer.text : null },
+            short_answer: result.short_answer ? result.short_answer.text : null,
+            source: result.citations.length ? result.citations[0].source : null },
         ])
         .slice(-MAX_HISTORY);
     } catch (err) {
