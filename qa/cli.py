@@ -160,7 +160,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     settings = Settings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.seed, held_out_articles=args.held_out_articles,
                         limit_questions=args.limit_questions, precision=args.precision,
-                        trap_epochs=args.trap_epochs)
+                        trap_epochs=args.trap_epochs, init=args.init)
     train(Path(args.dataset), Path(args.out), settings, base=args.model)
     return 0
 
@@ -211,6 +211,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    help="bf16: mixed precision, weights kept in fp32 (default; 1.5x faster on a CPU "
                         "with AVX512-BF16 or a recent GPU); fp32: full precision everywhere")
     p.add_argument("--model", default=None, help="encoder to start from (default: all-MiniLM-L6-v2)")
+    p.add_argument("--init", default=None, metavar="READER_DIR",
+                   help="start from this trained reader's weights (a folder with reader.onnx), "
+                        "to train it further, e.g. on SQuAD 2.0's unanswerable questions")
 
 
 def parser(training: bool = False) -> argparse.ArgumentParser:

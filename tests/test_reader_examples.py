@@ -41,3 +41,24 @@ def test_reworded_questions_are_not_answered_by_the_window_that_answers_the_orig
 def test_without_rewording_only_the_asked_question_is_read(tmp_path):
     questions = {e.question for e in validation_examples(one_question(tmp_path), seed=1)}
     assert questions == {"Who was the first ruler of Normandy?"}
+
+
+def test_squad2_unanswerable_questions_are_read_against_the_window_that_matches_them(tmp_path):
+    """SQuAD 2.0's unanswerable questions are written to look answered by their paragraph:
+    each is read, unanswered, against the window a retriever would give the reader."""
+    other = "Paris is the capital of France. The Seine runs through it. " * 3
+    squad = {"data": [{"title": "Normandy", "paragraphs": [
+        {"context": other, "qas": []},
+        {"context": CONTEXT, "qas": [
+            {"id": "q1", "question": "Who was the first ruler of Normandy?",
+             "answers": [{"text": "Rollo", "answer_start": 0}], "is_impossible": False},
+            {"id": "q2", "question": "Who was the last ruler of the French crown?", "answers": [],
+             "is_impossible": True}]}]}]}
+    path = tmp_path / "squad2.json"
+    path.write_text(json.dumps(squad), encoding="utf-8")
+    articles = load_articles(path)
+    assert [q.answerable for q in articles[0].questions] == [True, False]
+    examples = validation_examples(articles, seed=1)
+    unanswered = [e for e in examples if e.question == "Who was the last ruler of the French crown?"]
+    assert len(unanswered) == 1 and unanswered[0].answer is None
+    assert "French crown" in unanswered[0].window.text

@@ -258,6 +258,17 @@ def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
     assert [r["loss"] for r in map(json.loads, (again / "train.log").read_text().splitlines())] == \
         [r["loss"] for r in log]
 
+    # Trained further, the shipped reader starts from its own weights: it reads the held-out
+    # article at once, where one step from the base encoder cannot.
+    further = tmp_path / "further"
+    assert main(["train-reader", str(data), "--out", str(further), "--held-out-articles", "1",
+                 "--limit-questions", "6", "--epochs", "1", "--learning-rate", "1e-6", "--seed", "3",
+                 "--init", str(DEFAULT_READER_DIR)]) == 0
+    assert f"starting from the reader in {DEFAULT_READER_DIR}" in capsys.readouterr().err
+    trained = json.loads((further / "reader" / CONFIG).read_text())
+    assert trained["trained"]["init"] == str(DEFAULT_READER_DIR)
+    assert trained["validation_paragraphs"]["f1"] > 0.6 > config["validation_paragraphs"]["f1"]
+
     assert main(args) == 0  # a finished run resumes at its end and exports again
     assert "resuming from step 2 of 2" in capsys.readouterr().err
     other = [*args[:-1], "4"]

@@ -1,7 +1,9 @@
-"""Training examples for the span reader, built from a SQuAD 1.1 file.
+"""Training examples for the span reader, built from a SQuAD file.
 
-SQuAD 1.1 has only answerable questions, so the no-answer side is made from
-the same articles, the ways SQuAD 2.0's unanswerable questions arise:
+A SQuAD 2.0 file's unanswerable questions are read against the window of their
+paragraph that matches them best. SQuAD 1.1 has only answerable questions, so the
+no-answer side is also made from the same articles, the ways SQuAD 2.0's
+unanswerable questions arise:
 - a window of the article that does not hold the answer;
 - the window the lexical side of our retriever would rank highest (the most
   question-word weight, by IDF) among those that do not hold it;
@@ -57,9 +59,13 @@ class Paragraph:
 class Question:
     text: str
     paragraph: int
-    start: int
+    start: int  # -1: written not to be answered by its paragraph (SQuAD 2.0)
     end: int
     answers: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return self.start >= 0
 
 
 @dataclass
@@ -83,7 +89,8 @@ def load_articles(path: Path) -> list[Article]:
             spans = [(s.start, s.end) for s in split_sentences(text, Span(0, len(text)))]
             words = [set(w) for w in tokenize([text[a:b] for a, b in spans])]
             for qa in para["qas"]:
-                if qa.get("is_impossible") or not qa.get("answers"):
+                if qa.get("is_impossible") or not qa.get("answers"):  # SQuAD 2.0's unanswerables
+                    questions.append(Question(qa["question"].strip(), len(paragraphs), -1, -1, ()))
                     continue
                 first = qa["answers"][0]
                 start = first["answer_start"]
@@ -158,6 +165,18 @@ def hard_negative(q: Question, article: Article, idf: dict[str, float],
         if len(found) == 3:
             break
     return Example(q.text, rng.choice(found), None, q.answers) if found else None
+
+
+def unanswered(q: Question, article: Article, idf: dict[str, float]) -> Example | None:
+    """An unanswerable question against the window of its paragraph a retriever would
+    give the reader: around the sentence with the most question-word weight."""
+    words = set(tokenize([q.text])[0])
+    para = article.paragraphs[q.paragraph]
+    weights = [sum(idf.get(w, 0.0) for w in words & sentence) for sentence in para.words]
+    if not weights:
+        return None
+    lo, hi = window_around(para.spans, max(range(len(weights)), key=weights.__getitem__))
+    return Example(q.text, make_window(para.text, para.spans, lo, hi), None, ())
 
 
 def entities_of(text: str) -> list[str]:
@@ -239,6 +258,9 @@ def build_examples(articles: list[Article], rng: random.Random, centred: bool,
         idf = idf_of(article)
         entities = [e for p in article.paragraphs for e in entities_of(p.text)]
         for q in article.questions:
+            if not q.answerable:  # written to look answered by its paragraph: the real thing
+                out += filter(None, [unanswered(q, article, idf)])
+                continue
             pos = positive(q, article.paragraphs[q.paragraph], None if centred else rng)
             if pos is None:
                 continue

@@ -70,6 +70,9 @@ class Settings:
     # instead of 0.673 and 28 of 42 conversations instead of 32; not the default (docs/quality.md).
     trap_epochs: float = 0.0
     trap_learning_rate: float = 2e-5
+    # Start from a trained reader's weights (its folder) rather than the base encoder: a
+    # further phase of training on other data, such as SQuAD 2.0's unanswerable questions.
+    init: str | None = None
     eval_every: int = 250
     checkpoint_every: int = 200
     precision: str = "bf16"  # bf16 autocast, fp32 weights: 1.6 s a step against 2.5 s here (AVX512-BF16)
@@ -103,6 +106,45 @@ def build_model(base: str):
             return logits[..., 0], logits[..., 1], self.answerable(states[:, 0]).squeeze(-1)
 
     return SpanModel()
+
+
+def reader_weights(folder: Path, state: dict) -> dict:
+    """The weights of an exported reader (``folder``/reader.onnx, int8) as a state dict of
+    ``build_model``'s model, ``state``: each int8 matrix times its scales. The word-piece
+    table (never trained) and the pooler (never used) stay the base encoder's, in ``state``."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from ..readers.span import MODEL
+
+    try:
+        graph = onnx.load(str(folder / MODEL)).graph
+    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+        raise QAError(f"no trained reader in {folder} ({exc})") from None
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+    def dequantized(name: str) -> np.ndarray:
+        q, zero = arrays[f"{name}_quantized"].astype(np.float32), arrays[f"{name}_zero_point"]
+        return (q - zero.astype(np.float32)) * arrays[f"{name}_scale"]
+
+    out = dict(state)
+    for key in state:
+        if key in arrays:
+            out[key] = torch.from_numpy(arrays[key].copy())
+        elif f"{key}_quantized" in arrays and "word_embeddings" not in key:
+            out[key] = torch.from_numpy(dequantized(key))
+    for node in graph.node:  # a linear layer's weight, stored transposed, named by its node
+        if node.op_type == "MatMulInteger" and node.input[1].endswith("_quantized"):
+            module = node.output[0].split("/")[1:-1] if node.output[0].startswith("/") else []
+            weight = ".".join(module) + ".weight"
+            if weight in state:
+                out[weight] = torch.from_numpy(np.ascontiguousarray(
+                    dequantized(node.input[1].removesuffix("_quantized")).T))
+    missing = [k for k in state if out[k] is state[k] and not ("word_embeddings" in k or ".pooler." in k)]
+    if missing:
+        raise QAError(f"{folder / MODEL} is not a reader this code exported ({missing[0]} missing)")
+    return out
 
 
 def answer_tokens(batch: Batch, row: int, answer: tuple[int, int]) -> tuple[int, int] | None:
@@ -274,7 +316,11 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
         f"{len(plans[0])} steps of {settings.batch_size}{then}; {len(val)} validation examples from "
         f"{len(val_articles)} held-out articles; on {device}, {settings.precision}")
 
-    model = build_model(base).to(device)
+    model = build_model(base)
+    if settings.init:
+        model.load_state_dict(reader_weights(Path(settings.init), model.state_dict()))
+        say(f"starting from the reader in {settings.init}")
+    model = model.to(device)
     # The word-piece table (half the weights) stays as pre-trained: a dense update of it
     # every step would cost more than the rest of the step on a CPU.
     model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -374,6 +420,7 @@ def export(model, tokenizer, base: str, val_articles: list[Article], val: list[E
                     "epochs": settings.epochs, "batch_size": settings.batch_size,
                     "learning_rate": settings.learning_rate, "precision": settings.precision,
                     "trap_epochs": settings.trap_epochs, "trap_learning_rate": settings.trap_learning_rate,
+                    "init": settings.init,
                     "held_out_articles": [a.title for a in val_articles]},
         "validation_windows": scores,
         "validation_paragraphs": paragraph,
@@ -430,6 +477,8 @@ def paragraph_scores(predict: Predict, tokenizer, articles: list[Article]) -> di
     ems, f1s = [], []
     for article in articles:
         for q in article.questions:
+            if not q.answerable:
+                continue
             para = article.paragraphs[q.paragraph]
             ranges = sorted({window_around(para.spans, c) for c in range(len(para.spans))})
             windows = [make_window(para.text, para.spans, lo, hi) for lo, hi in ranges]

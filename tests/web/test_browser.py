@@ -132,7 +132,8 @@ def test_conversation_on_a_laptop(browser, server, seed_text):
     expect(reply.locator(".follow-up")).to_have_count(0)
     assert watch.asks[-1]["history"] == [{"role": "user", "content": DELEGATION},
                                          {"role": "assistant", "content": first["answer"],
-                                          "short_answer": first["short_answer"]["text"]}]
+                                          "short_answer": first["short_answer"]["text"],
+                                          "source": first["citations"][0]["source"]}]
 
     off = ask(page, EVEREST)
     expect(off.locator(".abstain-text")).to_have_text("The sources don't say.")
