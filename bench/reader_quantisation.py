@@ -24,7 +24,8 @@ from qa.index.embedding import default_model_path
 from qa.readers.span import OnnxReaderModel
 from qa.readers.windows import encode, load_tokenizer
 from qa.training.examples import load_articles, split_articles, validation_examples
-from qa.training.train import paragraph_scores, predict_windows, quantize, window_scores
+from qa.training.train import paragraph_scores, predict_windows, window_scores
+from qa.training.weights import quantize
 
 
 def window_ms(model: OnnxReaderModel, tokenizer, question: str, text: str, rounds: int = 50) -> float:

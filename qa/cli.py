@@ -155,12 +155,19 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     if not Path(args.dataset).is_file():  # before PyTorch loads
         _say(f"qa: error: no such file: {shown(args.dataset)}")
         return 2
+    if args.also and not Path(args.also).is_file():
+        _say(f"qa: error: no such file: {shown(args.also)}")
+        return 2
+    if args.init and not (Path(args.init) / "reader.onnx").is_file():
+        _say(f"qa: error: no trained reader (reader.onnx) in {shown(args.init)}")
+        return 2
     from .training.train import Settings, train
 
     settings = Settings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.seed, held_out_articles=args.held_out_articles,
                         limit_questions=args.limit_questions, precision=args.precision,
-                        trap_epochs=args.trap_epochs, init=args.init)
+                        trap_epochs=args.trap_epochs, init=args.init, also=args.also,
+                        also_articles=args.also_articles)
     train(Path(args.dataset), Path(args.out), settings, base=args.model)
     return 0
 
@@ -214,6 +221,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None, metavar="READER_DIR",
                    help="start from this trained reader's weights (a folder with reader.onnx), "
                         "to train it further, e.g. on SQuAD 2.0's unanswerable questions")
+    p.add_argument("--also", default=None, metavar="SQUAD_FILE",
+                   help="train on the first --also-articles articles of this SQuAD file too (none "
+                        "held out), so that training further keeps what the reader knew")
+    p.add_argument("--also-articles", type=_bounded(int, 0, 10**5), default=0)
 
 
 def parser(training: bool = False) -> argparse.ArgumentParser:

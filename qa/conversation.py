@@ -298,7 +298,7 @@ def _resolve(question: str, last_question: str, referent: str) -> str | None:
     stands_for = _STANDS_FOR.get(opening[0], {})
     tokens = question.split()
     for i, token in enumerate(tokens):
-        word, tail = _split_word(token)
+        word, tail = split_word(token)
         form = stands_for.get(word.lower())
         if form is None:
             continue
@@ -339,7 +339,7 @@ def _name_the_group(question: str, last_question: str) -> str | None:
     tokens = question.split()
     changed = False
     for i, token in enumerate(tokens):
-        word, tail = _split_word(token)
+        word, tail = split_word(token)
         form = _PLURAL_PRONOUNS.get(word.lower())
         if form is not None:
             tokens[i] = form.format(f"the{group.group(1)}") + tail
@@ -352,14 +352,14 @@ def _name_the_one(question: str, last_question: str) -> str | None:
     the Russian one?" after "Who led the U.S. delegation?" reads "Who led the Russian
     delegation?"; None when it has none or the last question no such phrase."""
     tokens = question.split()
-    low = [_split_word(t)[0].lower() for t in tokens]
+    low = [split_word(t)[0].lower() for t in tokens]
     at = next((i for i in range(2, len(low)) if low[i] in ("one", "ones") and low[i - 2] == "the"
                and low[i - 1] not in _DETERMINERS), None)
     last = _own_sentence(last_question).rstrip(" ?.!").split()
     phrase = _noun_phrase([t.lower().strip(",;:") for t in last])
     if at is None or phrase is None:
         return None
-    tokens[at] = last[phrase[1] - 1].strip(",;:") + _split_word(tokens[at])[1]
+    tokens[at] = last[phrase[1] - 1].strip(",;:") + split_word(tokens[at])[1]
     return " ".join(tokens)
 
 
@@ -368,7 +368,7 @@ def _is_name(words: list[str]) -> bool:
     return len(words) > 1 and words[-1][:1].isupper() and words[-2][:1].isupper()
 
 
-def _split_word(token: str) -> tuple[str, str]:
+def split_word(token: str) -> tuple[str, str]:
     """A token as its word and the punctuation after it: "him?" -> ("him", "?")."""
     end = len(token)
     while end and not token[end - 1].isalnum():

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,13 @@ class Engine:
         self.model_name = model or manifest.get("model") or DEFAULT_MODEL
         self._embedder: Embedder | None = None
         self._embedder_lock = threading.Lock()
-        self.encode_question, self.question_runtime, self.dimension = question_encoder(
-            self.model_name, lambda: self.embedder, report)
-        self.data = store.load(self.index_dir, self.model_name, self.dimension, verified=checked)
-        self.reader = load_reader(reader, reader_dir, report)
+        # The reader loads on the other core while the question encoder and the index do.
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(load_reader, reader, reader_dir, report)
+            self.encode_question, self.question_runtime, self.dimension = question_encoder(
+                self.model_name, lambda: self.embedder, report)
+            self.data = store.load(self.index_dir, self.model_name, self.dimension, verified=checked)
+            self.reader = reading.result()
         self.threshold = self.reader.default_threshold if threshold is None else threshold
 
     @property

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .contract import SubjectJSON, Turn
+from .conversation import split_word
 
 # A name: capitalised words, joined by "of", "de", "the", "and" or hyphens ("Bank of
 # America", "Jean-Paul Sartre"), or an acronym ("FUNAI", "U.S.").
@@ -74,7 +75,7 @@ class Subject:
         tokens = question.split()
         changed = False
         for i, token in enumerate(tokens):
-            word, tail = _split(token)
+            word, tail = split_word(token)
             form = forms.get(word.lower())
             if form is None or (asked_who and _FAMILY[word.lower()] not in kept):
                 continue
@@ -102,7 +103,7 @@ def names_in(question: str) -> tuple[tuple[str, ...], str]:
             words = words[1:]
         name = " ".join(words).removesuffix("'s").removesuffix("’s")
         before = question[:match.start()].split()[-1:]
-        after = [_split(w)[0] for w in question[match.end():].split()[:1]]
+        after = [split_word(w)[0] for w in question[match.end():].split()[:1]]
         modifier = bool(after) and after[0][:1].islower() and after[0].isalpha()
         if not name or (modifier and (before == ["the"] or _DEMONYM.search(name)) and " " not in name):
             continue  # "the Russian delegation", "US troops"
@@ -142,11 +143,3 @@ def _same(name: str, names: tuple[str, ...]) -> bool:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower().replace("’", "'"))
-
-
-def _split(token: str) -> tuple[str, str]:
-    """A token as its word and the punctuation after it: "him?" -> ("him", "?")."""
-    end = len(token)
-    while end and not token[end - 1].isalnum():
-        end -= 1
-    return token[:end], token[end:]

@@ -63,7 +63,8 @@ def test_usage_errors_exit_2(tmp_path):
 def test_other_errors_exit_1_with_one_line(argv, message, tmp_path, seed_index, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "not-squad.json").write_text("{\"data\": 3}")
-    argv = [a.format(tmp=tmp_path, seed=seed_index) for a in argv]
+    (tmp_path / "squad.json").write_text('{"data": []}', encoding="utf-8")
+    argv = [a.format(tmp=tmp_path, seed=seed_index, squad=tmp_path / "squad.json") for a in argv]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("qa: error:") and message in err[0]
@@ -75,10 +76,12 @@ def test_other_errors_exit_1_with_one_line(argv, message, tmp_path, seed_index, 
     (["ask", "Who?", "--index", "{seed}", "--source", "nope.txt"], "unknown source 'nope.txt'"),
     (["index", "{tmp}/nowhere", "--index", "{tmp}/idx"], "no such file or folder"),
     (["train-reader", "{tmp}/nope.json", "--out", "{tmp}/out"], "no such file"),
+    (["train-reader", "{squad}", "--out", "{tmp}/out", "--init", "{tmp}"], "no trained reader"),
 ])
 def test_usage_errors_exit_2_with_one_line_before_any_model_loads(argv, message, tmp_path, seed_index,
                                                                  capsys):
-    argv = [a.format(tmp=tmp_path, seed=seed_index) for a in argv]
+    (tmp_path / "squad.json").write_text('{"data": []}', encoding="utf-8")
+    argv = [a.format(tmp=tmp_path, seed=seed_index, squad=tmp_path / "squad.json") for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("qa: error:") and message in err[0]

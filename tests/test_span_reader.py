@@ -230,6 +230,11 @@ def tiny_squad(path: Path) -> Path:
     return path
 
 
+def examples(err: str) -> int:
+    """How many training examples a run said it built."""
+    return int(err.split(" training examples")[0].split()[-1])
+
+
 def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
     data = tiny_squad(tmp_path / "tiny.json")
     out = tmp_path / "run"
@@ -237,7 +242,7 @@ def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
             "--limit-questions", "6", "--batch-size", "32", "--epochs", "1", "--trap-epochs", "1",
             "--seed", "3"]
     assert main(args) == 0
-    err = capsys.readouterr().err
+    err = first_err = capsys.readouterr().err
     assert "1 steps of 32; then 1 steps over" in err and "validation" in err
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
     assert log[-1]["step"] == 2 and "loss" in log[-1] and "f1" in log[-1]
@@ -263,8 +268,10 @@ def test_training_runs_end_to_end_and_resumes(tmp_path, seed_index, capsys):
     further = tmp_path / "further"
     assert main(["train-reader", str(data), "--out", str(further), "--held-out-articles", "1",
                  "--limit-questions", "6", "--epochs", "1", "--learning-rate", "1e-6", "--seed", "3",
-                 "--init", str(DEFAULT_READER_DIR)]) == 0
-    assert f"starting from the reader in {DEFAULT_READER_DIR}" in capsys.readouterr().err
+                 "--init", str(DEFAULT_READER_DIR), "--also", str(data), "--also-articles", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"starting from the reader in {DEFAULT_READER_DIR}" in err
+    assert examples(err) > examples(first_err)  # and trained on an article of --also besides
     trained = json.loads((further / "reader" / CONFIG).read_text())
     assert trained["trained"]["init"] == str(DEFAULT_READER_DIR)
     assert trained["validation_paragraphs"]["f1"] > 0.6 > config["validation_paragraphs"]["f1"]

@@ -15,10 +15,10 @@ Indexing stays on PyTorch, which is as fast as ONNX Runtime for full batches.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
+import sys
 import threading
 import uuid
 import warnings
@@ -154,6 +154,27 @@ def _session(path: Path):
             str(path), options(onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL), providers=cpu)
 
 
+def _installed(names: tuple[str, ...]) -> dict[str, str]:
+    """The installed versions of these distributions, read from the names of their
+    ``NAME-VERSION.dist-info`` folders on sys.path, as importlib.metadata reads them (whose
+    import alone cost 0.03 s of every `qa ask`)."""
+    def key(name: str) -> str:
+        return re.sub(r"[-_.]+", "_", name).lower()
+
+    wanted = {key(n): n for n in names}
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            listing = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for item in listing:
+            name, _, version = item.removesuffix(".dist-info").partition("-")
+            if item.endswith(".dist-info") and key(name) in wanted:
+                found.setdefault(wanted[key(name)], version)
+    return found
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
@@ -167,12 +188,9 @@ def export_name(folder: Path) -> str:
         raise ValueError(f"{str(folder)!r} is not a model folder")
     where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
     digest = hashlib.sha256()
+    versions = _installed(LIBRARIES)
     for library in LIBRARIES:
-        try:
-            version = importlib.metadata.version(library)
-        except importlib.metadata.PackageNotFoundError:
-            version = "absent"
-        digest.update(f"{library}={version}\0".encode())
+        digest.update(f"{library}={versions.get(library, 'absent')}\0".encode())
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         info = file.stat()
         digest.update(f"{file.relative_to(folder)}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())

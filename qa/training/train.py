@@ -17,7 +17,6 @@ Training code only: nothing here is imported when answering questions.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import random
@@ -50,6 +49,7 @@ from .examples import (
     validation_examples,
 )
 from .metrics import exact_match, f1
+from .weights import quantize, reader_weights
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train.log"
@@ -64,15 +64,14 @@ class Settings:
     seed: int = 13
     held_out_articles: int = 8
     limit_questions: int | None = None  # train on the first N questions only (smoke runs)
-    # The optional second phase: passes over the examples with reworded questions, at a
-    # constant low rate. 0.07 after the shipped model's first phase: SQuAD 2.0 dev abstains on
-    # 0.231 of unanswerable questions instead of 0.145 at the same 0.90 answered, but F1 0.659
-    # instead of 0.673 and 28 of 42 conversations instead of 32; not the default (docs/quality.md).
+    # The optional second phase: passes over the examples with reworded questions, at a constant
+    # low rate. 0.07 after the first phase: SQuAD 2.0 dev abstains on 0.231 of unanswerable
+    # questions, not 0.145, at 0.90 answered, but F1 0.659, not 0.673 (docs/quality.md).
     trap_epochs: float = 0.0
     trap_learning_rate: float = 2e-5
-    # Start from a trained reader's weights (its folder) rather than the base encoder: a
-    # further phase of training on other data, such as SQuAD 2.0's unanswerable questions.
-    init: str | None = None
+    init: str | None = None  # a trained reader's folder to start from, not the base encoder
+    also: str | None = None  # a second SQuAD file whose first ``also_articles`` articles are
+    also_articles: int = 0  # trained on too (never held out): what the reader should keep
     eval_every: int = 250
     checkpoint_every: int = 200
     precision: str = "bf16"  # bf16 autocast, fp32 weights: 1.6 s a step against 2.5 s here (AVX512-BF16)
@@ -106,45 +105,6 @@ def build_model(base: str):
             return logits[..., 0], logits[..., 1], self.answerable(states[:, 0]).squeeze(-1)
 
     return SpanModel()
-
-
-def reader_weights(folder: Path, state: dict) -> dict:
-    """The weights of an exported reader (``folder``/reader.onnx, int8) as a state dict of
-    ``build_model``'s model, ``state``: each int8 matrix times its scales. The word-piece
-    table (never trained) and the pooler (never used) stay the base encoder's, in ``state``."""
-    import onnx
-    import torch
-    from onnx import numpy_helper
-
-    from ..readers.span import MODEL
-
-    try:
-        graph = onnx.load(str(folder / MODEL)).graph
-    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
-        raise QAError(f"no trained reader in {folder} ({exc})") from None
-    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-
-    def dequantized(name: str) -> np.ndarray:
-        q, zero = arrays[f"{name}_quantized"].astype(np.float32), arrays[f"{name}_zero_point"]
-        return (q - zero.astype(np.float32)) * arrays[f"{name}_scale"]
-
-    out = dict(state)
-    for key in state:
-        if key in arrays:
-            out[key] = torch.from_numpy(arrays[key].copy())
-        elif f"{key}_quantized" in arrays and "word_embeddings" not in key:
-            out[key] = torch.from_numpy(dequantized(key))
-    for node in graph.node:  # a linear layer's weight, stored transposed, named by its node
-        if node.op_type == "MatMulInteger" and node.input[1].endswith("_quantized"):
-            module = node.output[0].split("/")[1:-1] if node.output[0].startswith("/") else []
-            weight = ".".join(module) + ".weight"
-            if weight in state:
-                out[weight] = torch.from_numpy(np.ascontiguousarray(
-                    dequantized(node.input[1].removesuffix("_quantized")).T))
-    missing = [k for k in state if out[k] is state[k] and not ("word_embeddings" in k or ".pooler." in k)]
-    if missing:
-        raise QAError(f"{folder / MODEL} is not a reader this code exported ({missing[0]} missing)")
-    return out
 
 
 def answer_tokens(batch: Batch, row: int, answer: tuple[int, int]) -> tuple[int, int] | None:
@@ -300,6 +260,8 @@ def train(dataset: Path, out: Path, settings: Settings, base: str | None = None,
             a.questions, kept = a.questions[: max(kept, 0)], kept - len(a.questions)
         for a in val_articles:
             a.questions = a.questions[: max(settings.limit_questions // 4, 2)]
+    if settings.also:
+        train_articles += load_articles(Path(settings.also))[: settings.also_articles]
     tokenizer = load_tokenizer(base)
     phases = [clipped(tokenizer, training_examples(train_articles, settings.seed))]
     plans = [batch_plan(_lengths(phases[0]), settings.epochs, settings.batch_size, settings.seed)]
@@ -420,7 +382,7 @@ def export(model, tokenizer, base: str, val_articles: list[Article], val: list[E
                     "epochs": settings.epochs, "batch_size": settings.batch_size,
                     "learning_rate": settings.learning_rate, "precision": settings.precision,
                     "trap_epochs": settings.trap_epochs, "trap_learning_rate": settings.trap_learning_rate,
-                    "init": settings.init,
+                    "init": settings.init, "also": settings.also, "also_articles": settings.also_articles,
                     "held_out_articles": [a.title for a in val_articles]},
         "validation_windows": scores,
         "validation_paragraphs": paragraph,
@@ -430,24 +392,6 @@ def export(model, tokenizer, base: str, val_articles: list[Article], val: list[E
         f"gold paragraph: EM {paragraph['em']:.3f} F1 {paragraph['f1']:.3f}")
     say(f"reader written to {export_dir}")
     return export_dir
-
-
-def quantize(fp32: Path, int8: Path, per_column: bool = True) -> None:
-    """Write the int8 model (weights only; activations are quantised as it runs).
-
-    One scale per output column, on 7-bit weights, rather than one per matrix: the int8
-    model then reads as the fp32 one does (held-out windows F1 0.746 against fp32's 0.749
-    and one-scale-per-matrix's 0.736; ``bench/reader_quantisation.py``), at the same size
-    and speed.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logging.disable(logging.WARNING)  # its advice to pre-process first: tried, no faster (docs/quality.md)
-    try:
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
-                         per_channel=per_column, reduce_range=per_column)
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def _export_onnx(model, tokenizer, path: Path) -> None:
