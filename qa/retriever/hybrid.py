@@ -127,7 +127,9 @@ def candidate_focus(terms: np.ndarray, chunks: np.ndarray, term_count: int, chun
 
     ``terms`` and ``chunks`` pair each occurrence of a query term (its index) with the
     candidate (its index) it occurs in."""
-    held = np.unique(np.stack([terms, chunks]), axis=1)[0] if len(terms) else terms
+    pairs = np.sort(terms.astype(np.int64) * chunk_count + chunks)  # each (term, candidate) once:
+    held = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] // chunk_count if len(pairs) else pairs  # (np.unique
+    # loads numpy.ma, 0.01 s of a start)
     holders = np.bincount(held, minlength=term_count)
     return np.log((chunk_count + 1) / (holders + 0.5)) / np.log((chunk_count + 1) / 0.5)
 
