@@ -42,8 +42,8 @@ from qa.engine import Engine
 from qa.index import store
 from qa.index.build import build_index
 from qa.index.embedding import BATCH_SIZE, Embedder, on_model_thread
-from qa.index.questions import CACHE_ENV
 from qa.retriever.hybrid import DEPTH
+from qa.runtime import CACHE_ENV
 from qa.training.evaluation import covers, load_squad
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,7 +36,10 @@ class Engine:
 
     def __init__(self, index_dir: Path, model: str | None = None,
                  threshold: float | None = None, reader: str = "span", reader_dir: Path | None = None,
-                 report: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
+                 report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+                 brief: bool = False) -> None:
+        """``brief``: the process answers a question or so and ends, so the models load
+        fast rather than run fast (runtime.session's ``prepack``)."""
         self.index_dir = Path(index_dir)
         manifest = read_manifest(self.index_dir)
         checked = verify_files(self.index_dir, manifest)  # refuse damage before the model loads
@@ -45,9 +48,9 @@ class Engine:
         self._embedder_lock = threading.Lock()
         # The reader loads on the other core while the question encoder and the index do.
         with ThreadPoolExecutor(1) as pool:
-            reading = pool.submit(load_reader, reader, reader_dir, report)
+            reading = pool.submit(load_reader, reader, reader_dir, report, not brief)
             self.encode_question, self.question_runtime, self.dimension = question_encoder(
-                self.model_name, lambda: self.embedder, report)
+                self.model_name, lambda: self.embedder, report, not brief)
             self.data = store.load(self.index_dir, self.model_name, self.dimension, verified=checked)
             self.reader = reading.result()
         self.threshold = self.reader.default_threshold if threshold is None else threshold

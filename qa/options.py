@@ -30,6 +30,7 @@ class EngineOptions:
     threshold: float | None = None  # None: the reader's own
     reader: str = "span"
     reader_dir: Path | None = None  # None: the reader shipped with qa
+    brief: bool = False  # one question, then the process ends (`qa ask`): load fast, not run fast
 
 
 def default_sources() -> list[Path]:
@@ -57,4 +58,4 @@ def open_engine(options: EngineOptions, report: Callable[[str], None] = _say) ->
     QAError says why it cannot be opened."""
     ensure_index(options.index, options.model, report)
     return Engine(options.index, options.model, options.threshold, options.reader, options.reader_dir,
-                  report=report)
+                  report=report, brief=options.brief)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from qa.index.embedding import resolve_model
-from qa.index.questions import cache_dir, export_name, load_export, question_encoder
+from qa.index.questions import export_name, load_export, question_encoder
+from qa.runtime import cache_dir
 
 QUESTIONS = ["Who led the U.S. delegation?", "When did the talks in Istanbul take place?", "x",
              "What did Russia offer the United States during the consultations in Istanbul on Thursday?",

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import runtime
+from ..runtime import cache_dir
 from .embedding import DEFAULT_MODEL, Embedder, on_model_thread, resolve_model, unit_rows
 
 PROBES = [
@@ -35,7 +37,6 @@ PROBES = [
     "  Naïve café-goers paid €3.50 — DON'T they?  ",
 ]
 TOLERANCE = 1e-4  # largest difference from PyTorch's vectors that counts as the same model
-CACHE_ENV = "QA_CACHE"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LEGACY_NAME = re.compile(r"[0-9a-f]{24}")
 LIBRARIES = ("torch", "onnxruntime", "sentence-transformers", "transformers", "tokenizers")
@@ -47,28 +48,21 @@ class NoExport(Exception):
     """There is no usable export of this model yet."""
 
 
-def cache_dir() -> Path:
-    """Where exported models are kept: $QA_CACHE, else $XDG_CACHE_HOME/qa, else ~/.cache/qa."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "qa"
-
-
 def question_encoder(name: str | None, load_embedder: Callable[[], Embedder],
-                     report: Callable[[str], None]) -> tuple[Encoder, str, int]:
+                     report: Callable[[str], None], prepack: bool = True) -> tuple[Encoder, str, int]:
     """The fastest encoder for questions that gives the model's own vectors, its runtime's
     name, and the vectors' dimension. ``load_embedder`` gives the PyTorch model; it is
-    called only to export (once per model and library versions) or to fall back on."""
+    called only to export (once per model and library versions) or to fall back on;
+    ``prepack`` as runtime.session takes it."""
     try:
-        encode, dimension = load_export(name)
+        encode, dimension = load_export(name, prepack)
         return encode, "onnxruntime", dimension
     except NoExport:
         pass
     embedder = load_embedder()
     try:
         export(embedder)
-        encode, dimension = load_export(name)
+        encode, dimension = load_export(name, prepack)
         return encode, "onnxruntime", dimension
     except Exception as exc:  # any failure leaves PyTorch, which always works
         reason = str(exc) if isinstance(exc, NoExport) else _reason(exc)
@@ -76,14 +70,14 @@ def question_encoder(name: str | None, load_embedder: Callable[[], Embedder],
         return embedder.encode, "pytorch", embedder.dimension
 
 
-def load_export(name: str | None) -> tuple[Encoder, int]:
+def load_export(name: str | None, prepack: bool = True) -> tuple[Encoder, int]:
     """The cached export of the model and its dimension, checked against the probe vectors
     PyTorch gave when it was made; NoExport when there is none that gives them."""
     try:
         folder = Path(resolve_model(name or DEFAULT_MODEL))
         path = cache_dir() / export_name(folder)
         expected = np.load(path.with_suffix(".npy"))
-        encode = _encoder(folder, path.with_suffix(".onnx"))
+        encode = _encoder(folder, path.with_suffix(".onnx"), prepack)
         if expected.shape[0] != len(PROBES) or np.abs(encode(PROBES) - expected).max() > TOLERANCE:
             raise ValueError("the export does not give the model's vectors")
         return encode, int(expected.shape[1])
@@ -110,48 +104,10 @@ def export(embedder: Embedder) -> None:
     for old in path.parent.iterdir():
         # Also the exports named before names began with the folder's digest: never read again.
         earlier = old.stem.startswith(f"{folder}-") or LEGACY_NAME.fullmatch(old.stem)
-        derived = ".ort" in old.name  # an export's optimised graph (_session)
+        derived = ".ort" in old.name  # an export's optimised copy (runtime.session)
         ours = old.name.startswith(f"{path.name}.")
         if earlier and (old.suffix in (".onnx", ".npy") or derived) and not ours:
-            old.unlink(missing_ok=True)
-
-
-def _session(path: Path):
-    """The export under ONNX Runtime, from its graph optimised once and kept beside it:
-    loading it then takes 0.10 s instead of 0.23 s, at every start of `qa ask`
-    (bench/cli_start.py). The plain export when the optimised one cannot be made."""
-    import onnxruntime
-
-    def options(level: onnxruntime.GraphOptimizationLevel) -> onnxruntime.SessionOptions:
-        out = onnxruntime.SessionOptions()
-        out.log_severity_level = 3
-        out.graph_optimization_level = level
-        # Its threads sleep as soon as a question is encoded, rather than spin for a while on
-        # both cores, which slowed the reader that runs next (engine p50: 24 -> 16 ms).
-        out.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return out
-
-    cpu = ["CPUExecutionProvider"]
-    made = path.stat()  # named for the export it was made from: a new or damaged export makes it again
-    optimised = path.with_name(f"{path.stem}.{made.st_size}-{made.st_mtime_ns}.ort{onnxruntime.__version__}")
-    try:
-        if not optimised.is_file():
-            partial = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part.onnx")
-            make = options(onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
-            make.optimized_model_filepath = str(partial)
-            try:
-                onnxruntime.InferenceSession(str(path), make, providers=cpu)
-                os.replace(partial, optimised)
-            finally:
-                partial.unlink(missing_ok=True)
-            for stale in path.parent.glob(f"{path.stem}.*.ort*"):
-                if stale != optimised:
-                    stale.unlink(missing_ok=True)
-        return onnxruntime.InferenceSession(
-            str(optimised), options(onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL), providers=cpu)
-    except Exception:  # a read-only cache or a damaged file: the export as it is
-        return onnxruntime.InferenceSession(
-            str(path), options(onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL), providers=cpu)
+            runtime.remove(old)
 
 
 def _installed(names: tuple[str, ...]) -> dict[str, str]:
@@ -229,7 +185,7 @@ def _export(embedder: Embedder, path: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _encoder(folder: Path, path: Path) -> Encoder:
+def _encoder(folder: Path, path: Path, prepack: bool) -> Encoder:
     """The export under ONNX Runtime, fed by the model's own tokenizer (tokenizer.json) set
     as sentence-transformers sets it: texts stripped, truncated to max_seq_length, padded
     to the longest, lower-cased when the model asks."""
@@ -242,7 +198,9 @@ def _encoder(folder: Path, path: Path) -> Encoder:
     tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_type_id=padding.get("pad_type_id", 0),
                              pad_token=padding.get("pad_token", "[PAD]"))
     lower = bool(settings.get("do_lower_case"))
-    session = _session(path)
+    # Its threads sleep as soon as a question is encoded, rather than spin for a while on both
+    # cores, which slowed the reader that runs next (engine p50: 24 -> 16 ms).
+    session = runtime.session(path, path.parent, path.stem, spinning=False, prepack=prepack)
     wanted = [i.name for i in session.get_inputs()]
     if not set(wanted) <= set(INPUTS):
         raise ValueError(f"the export takes other inputs ({', '.join(wanted)})")

@@ -20,15 +20,15 @@ __all__ = ["READERS", "ReadRequest", "Reader", "Reading", "SentenceReader", "Spa
 
 
 def load_reader(name: str = "span", folder: Path | None = None,
-                report: Callable[[str], None] = lambda line: None) -> Reader:
+                report: Callable[[str], None] = lambda line: None, prepack: bool = True) -> Reader:
     """The named reader; the span reader falls back to the sentence reader, in one line,
-    when its files are missing or damaged."""
+    when its files are missing or damaged. ``prepack`` as runtime.session takes it."""
     if name == "sentence":
         return SentenceReader()
     if name != "span":
         raise ValueError(f"unknown reader {name!r} (choose from {', '.join(READERS)})")
     try:
-        return SpanReader(folder or DEFAULT_READER_DIR)
+        return SpanReader(folder or DEFAULT_READER_DIR, prepack)
     except ReaderUnavailable as exc:
         report(f"qa: {exc}; answering with the sentence reader (no short answers)")
         return SentenceReader()
