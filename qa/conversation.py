@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from .readers.kinds import PERSON, STATEMENT, asked_kind
+
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*[A-Za-z]|[A-Za-z]")
 _QUESTION_END = re.compile(r"(?<=\?)\s+")
 _QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "which", "how"}
@@ -435,7 +437,12 @@ def _follow_up(question: str, last_question: str, last_answer: str,
             return Rewrite(query, f"continues the last question: {query!r}", avoid, alone=query)
     word = _refers_back(text)
     if word:
+        # The reader reads the last question beside this one, to know what the word stands for,
+        # unless the last one asked "who" and this one what was said or done ("What did they
+        # discuss?" after "Who led the delegation?"): the reader would name a person again.
+        named = asked_kind(text) == STATEMENT and asked_kind(last_question) == PERSON
+        read = text if named else with_last
         return Rewrite(f"{with_last} {last_answer}".strip(),
                        f"refers back ({word!r}): the last question and answer added", avoid,
-                       with_last, alone=with_last)
+                       read, alone=with_last)
     return Rewrite(question)

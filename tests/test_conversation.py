@@ -365,3 +365,36 @@ def test_without_the_short_answer_in_the_history_the_reader_finds_it_again(engin
     assert after["follow_up"].endswith("read as \"What is Alexander Darchiyev's title?\"")
     assert "North America department" in after["short_answer"]["text"]
     check(after, seed_text)
+
+
+def test_what_they_discussed_is_a_topic_not_the_person_last_named(engine, seed_text):
+    """After two "who" turns the reader reads "What did they discuss?" on its own: read with
+    "Who led the Russian delegation?" beside it, it gave "Alexander Darchiyev" again."""
+    history = []
+    for question in ("Who led the Russian delegation?", "And the American side?"):
+        result = engine.ask(question, history)
+        history += exchange(question, result)
+    after = engine.ask("What did they discuss?", history)
+    assert after["answerable"], after
+    short = after["short_answer"]["text"]
+    assert not any(name in short for name in ("Darchiyev", "Darchiev", "Coulter")), short
+    assert len(short.split()) >= 3  # a topic says something: "access to banking and contracted services"
+    check(after, seed_text)
+
+
+def test_how_many_is_answered_with_a_number_not_a_date(engine, seed_text):
+    """"27, 2025" (of "February 27, 2025") held digits, so it passed for a quantity."""
+    _, after = ask_after(engine, "What did the consultations address besides the missions' financing?",
+                         "How many were seized?")
+    assert after["answerable"], after
+    assert after["short_answer"]["text"].lower().startswith("six"), after["short_answer"]
+    check(after, seed_text)
+
+
+def test_the_reader_reads_what_they_did_alone_after_a_who_question():
+    said = rewrite("What did they discuss?", history("Who led the Russian delegation?", "Darchiyev led it."))
+    assert said.reader_question == "What did they discuss?"
+    # retrieval still searches with the last exchange
+    assert said.query.startswith("What did they discuss? Who led the Russian delegation?")
+    when = rewrite("When did that happen?", history("Why were those links cut?", "After the invasion."))
+    assert when.reader_question == "When did that happen? Why were those links cut?"

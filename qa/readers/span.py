@@ -16,6 +16,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,9 @@ from ..errors import QAError
 from ..index.store import IndexData
 from . import abstention
 from .base import Candidate, Reading, ReadRequest, candidates, corroborating, repeats, score
-from .kinds import asked_kind, is_kind, whole_expression
+from .kinds import STATEMENT, asked_kind, is_kind, whole_expression
 from .windows import (
+    KIND_MARGIN,
     Batch,
     Window,
     best_span,
@@ -215,14 +217,17 @@ class SpanReader:
               banned: tuple[str, ...] = (), kind: str | None = None) -> list[_Read]:
         """Each window's short answer and confidence, from its run; the short answer never
         touches a mention of ``banned``, is of the ``kind`` asked where a likely span is
-        (kinds.py), and holds the whole date it cuts into."""
+        (kinds.py; for what was said or done, whenever one is among the likeliest spans: never
+        a bare name), is never punctuation alone, and holds the whole date it cuts into."""
         reads = []
         for (window, first), (batch, run) in zip(windows, runs):
             start, end, answerable = run.result()
             text = window.text
-            fits = (lambda a, b, text=text: is_kind(kind, text[a:b])) if kind else None
+            fits = partial(_fits, kind, text)
             span = best_span(start[0], end[0], batch.offsets[0], batch.in_window[0], window.sentences,
-                             _mentions(text, banned), fits)
+                             _mentions(text, banned), fits, KIND_MARGIN if kind != STATEMENT else np.inf)
+            if span and not any(c.isalnum() for c in text[span.start:span.end]):
+                span = None  # punctuation alone answers nothing, even with no other span near it
             log_prob = span.log_prob if span else -1e9
             logit = float(answerable[0])
             a, b = whole_expression(kind, text, span.start, span.end) if span else (0, 0)
@@ -305,6 +310,14 @@ def window_choice(place: int, read: _Read) -> float:
     """How strongly a window, read ``place``-th, claims to hold the answer."""
     logit, log_prob = read.evidence
     return CHOOSE_ANSWERABLE * logit + log_prob + CHOOSE_FIRST * (place == 0) - CHOOSE_RANK * place
+
+
+
+def _fits(kind: str | None, text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` can answer a question of this kind: a word or a number of
+    the kind asked, never punctuation alone."""
+    said = text[start:end]
+    return any(c.isalnum() for c in said) and is_kind(kind, said)
 
 
 def _whole(text: str) -> Window:

@@ -134,12 +134,12 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
               in_window: np.ndarray, sentences: tuple[tuple[int, int], ...],
               banned: tuple[tuple[int, int], ...] = (),
-              fits: Callable[[int, int], bool] | None = None) -> Span | None:
+              fits: Callable[[int, int], bool] | None = None, margin: float = KIND_MARGIN) -> Span | None:
     """The likeliest answer span of one window: start <= end, within MAX_ANSWER_TOKENS word
     pieces and MAX_ANSWER_SENTENCES consecutive sentences, touching no ``banned``
     character range of the window text. Probabilities are over the window's tokens only.
     ``fits(start, end)``: whether a span is of the kind asked; the likeliest one that is,
-    when it is no more than KIND_MARGIN less likely (in log-probability) than the best."""
+    when it is no more than ``margin`` less likely (in log-probability) than the best."""
     tokens = np.flatnonzero(in_window)
     inside = np.zeros(len(tokens), bool)
     for a, b in banned:
@@ -159,7 +159,7 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndar
     a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
     if fits is not None and not fits(int(offsets[tokens[a], 0]), int(offsets[tokens[b], 1])):
         flat = scores.ravel()
-        near = np.flatnonzero(flat >= flat.max() - KIND_MARGIN)
+        near = np.flatnonzero(flat >= flat.max() - margin)
         for k in near[np.argsort(-flat[near], kind="stable")][:KIND_CANDIDATES]:
             i, j = np.unravel_index(int(k), scores.shape)
             if fits(int(offsets[tokens[i], 0]), int(offsets[tokens[j], 1])):
