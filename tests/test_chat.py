@@ -64,6 +64,9 @@ def test_chat_edits_lines_recalls_history_and_leaves_cleanly(seed_index):
         assert term.read_until("you> ").replace("you>", "").strip() == ""
         term.type("How tall is")
         term.read_until("How tall is")  # echoed: readline has the half-typed line
+        # A person pauses before Ctrl-C; a signal that lands while readline is still handling
+        # the last key, before it waits again, waits for the next key (CPython's readline loop).
+        time.sleep(0.5)
         term.type(CTRL_C)  # Ctrl-C drops it
         term.read_until("you> ")
         term.type(UP + "\r")  # the last question again, recalled with the up arrow
