@@ -26,9 +26,8 @@ from ..errors import QAError
 from ..index.store import IndexData
 from . import abstention
 from .base import Candidate, Reading, ReadRequest, candidates, corroborating, repeats, score
-from .kinds import STATEMENT, asked_kind, is_kind, whole_expression
+from .kinds import asked_kind, is_kind, whole_expression
 from .windows import (
-    KIND_MARGIN,
     Batch,
     Window,
     best_span,
@@ -216,16 +215,16 @@ class SpanReader:
     def _read(self, runs: list[tuple[Batch, Future]], windows: list[tuple[Window, int]],
               banned: tuple[str, ...] = (), kind: str | None = None) -> list[_Read]:
         """Each window's short answer and confidence, from its run; the short answer never
-        touches a mention of ``banned``, is of the ``kind`` asked where a likely span is
-        (kinds.py; for what was said or done, whenever one is among the likeliest spans: never
-        a bare name), is never punctuation alone, and holds the whole date it cuts into."""
+        touches a mention of ``banned``, is of the ``kind`` asked whenever one is among the
+        likeliest spans (kinds.py: "what did they discuss" never gets a bare name), is never
+        punctuation alone, and holds the whole date it cuts into."""
         reads = []
         for (window, first), (batch, run) in zip(windows, runs):
             start, end, answerable = run.result()
             text = window.text
             fits = partial(_fits, kind, text)
             span = best_span(start[0], end[0], batch.offsets[0], batch.in_window[0], window.sentences,
-                             _mentions(text, banned), fits, KIND_MARGIN if kind != STATEMENT else np.inf)
+                             _mentions(text, banned), fits)
             if span and not any(c.isalnum() for c in text[span.start:span.end]):
                 span = None  # punctuation alone answers nothing, even with no other span near it
             log_prob = span.log_prob if span else -1e9

@@ -19,8 +19,8 @@ MAX_TOKENS = 192  # question + window word pieces, with [CLS] and two [SEP]
 MAX_QUESTION_TOKENS = 48
 MAX_ANSWER_TOKENS = 30  # longest short answer, in word pieces
 # A span of the kind the question asks for (kinds.py) wins over the likeliest span when it is
-# at most this much less likely (log-probability), among the likeliest KIND_CANDIDATES.
-KIND_MARGIN = 3.0
+# among the likeliest KIND_CANDIDATES: short answers of the wrong kind, SQuAD dev 2 of 205 -> 1,
+# QuAC's later turns 3 of 77 -> 0 (with a margin of 3.0 in log-probability; docs/quality.md).
 KIND_CANDIDATES = 50
 MAX_ANSWER_SENTENCES = 3  # a short answer may run on into the next sentences, this many in all
 
@@ -134,12 +134,12 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
               in_window: np.ndarray, sentences: tuple[tuple[int, int], ...],
               banned: tuple[tuple[int, int], ...] = (),
-              fits: Callable[[int, int], bool] | None = None, margin: float = KIND_MARGIN) -> Span | None:
+              fits: Callable[[int, int], bool] | None = None) -> Span | None:
     """The likeliest answer span of one window: start <= end, within MAX_ANSWER_TOKENS word
     pieces and MAX_ANSWER_SENTENCES consecutive sentences, touching no ``banned``
     character range of the window text. Probabilities are over the window's tokens only.
     ``fits(start, end)``: whether a span is of the kind asked; the likeliest one that is,
-    when it is no more than ``margin`` less likely (in log-probability) than the best."""
+    when one is among the KIND_CANDIDATES likeliest."""
     tokens = np.flatnonzero(in_window)
     inside = np.zeros(len(tokens), bool)
     for a, b in banned:
@@ -159,8 +159,9 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndar
     a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
     if fits is not None and not fits(int(offsets[tokens[a], 0]), int(offsets[tokens[b], 1])):
         flat = scores.ravel()
-        near = np.flatnonzero(flat >= flat.max() - margin)
-        for k in near[np.argsort(-flat[near], kind="stable")][:KIND_CANDIDATES]:
+        near = np.argpartition(-flat, min(KIND_CANDIDATES, flat.size - 1))[:KIND_CANDIDATES]
+        near = near[np.isfinite(flat[near])]
+        for k in near[np.argsort(-flat[near], kind="stable")]:
             i, j = np.unravel_index(int(k), scores.shape)
             if fits(int(offsets[tokens[i], 0]), int(offsets[tokens[j], 1])):
                 a, b = i, j
