@@ -31,15 +31,19 @@ def test_elliptical_continuations_take_the_place_of_the_matching_phrase(last, qu
     assert said.why and "continues the last question" in said.why
 
 
-@pytest.mark.parametrize("question", ["When?", "How many?", "Why?", "By which treaty?", "What year?",
-                                      "What is her title?", "Why were those links cut in the first place?",
-                                      "Who cut air links with Russia after that?", "What happened there?",
-                                      "And its population?", "How many were seized?", "What happened next?",
-                                      "Who won?", "What was agreed?"])
-def test_fragments_and_references_carry_the_last_exchange(question):
+@pytest.mark.parametrize(("question", "with_answer"), [
+    ("When?", True), ("How many?", True), ("Why?", True), ("By which treaty?", True), ("What year?", True),
+    ("What happened there?", True), ("How many were seized?", True), ("What happened next?", True),
+    ("Who won?", True), ("What was agreed?", True),
+    # a word that refers back: the subject's documents come first, and the last answer's words
+    # would draw the search back to the answer given
+    ("What is her title?", False), ("Why were those links cut in the first place?", False),
+    ("Who cut air links with Russia after that?", False), ("And its population?", False)])
+def test_fragments_and_references_carry_the_last_exchange(question, with_answer):
     said = rewrite(question, history("Who led the U.S. delegation?", "Sonata Coulter led it."))
     assert said.query.startswith(question)  # the question leads: a reader that clips keeps it
-    assert "Who led the U.S. delegation?" in said.query and "Sonata Coulter led it." in said.query
+    assert "Who led the U.S. delegation?" in said.query
+    assert ("Sonata Coulter led it." in said.query) == with_answer
     assert said.why and said.avoid == ("Sonata Coulter led it.",)
 
 
@@ -86,7 +90,8 @@ def test_the_x_one_in_a_question_is_read_with_the_last_phrase(last, question, re
 
 def test_which_one_refers_back():
     said = rewrite("Which one includes Las Vegas?", history("How many megaregions are there?", "Eleven."))
-    assert said.why.startswith("refers back ('one')") and said.query.endswith("Eleven.")
+    assert said.why.startswith("refers back ('one')")
+    assert said.query == "Which one includes Las Vegas? How many megaregions are there?"
     assert rewrite("Which one is larger?", []).why is None
 
 
@@ -147,8 +152,7 @@ def test_the_last_short_answer_is_read_where_a_word_points_at_it(last, question,
     said = rewrite(question, history(last, f"A quote that names {referent}.")).resolved(referent)
     assert said.reader_question == read
     assert said.why.endswith(f"read as {read!r}")  # what was read is shown to the user
-    assert said.query.startswith(read.split("?")[0])  # and searched
-    assert f"A quote that names {referent}." in said.query
+    assert said.query.startswith(read.split("?")[0]) and referent in said.query  # and searched
 
 
 @pytest.mark.parametrize(("last", "question", "referent"), [
@@ -328,7 +332,7 @@ def test_topic_change_is_answered_as_if_alone(engine):
 def test_reader_reads_a_reference_with_the_last_question_not_the_long_quote():
     said = rewrite("What is her title?",
                    history("Who led the U.S. delegation?", "Sonata Coulter, a long quote."))
-    assert said.query.endswith("Sonata Coulter, a long quote.")  # retrieval gets everything
+    assert said.query == "What is her title? Who led the U.S. delegation?"  # searched so too
     assert said.reader_question == "What is her title? Who led the U.S. delegation?"
     plain = rewrite("And the American side?", history("Who headed the Russian side?"))
     assert plain.reader_question == plain.query == "Who headed the American side?"

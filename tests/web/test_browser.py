@@ -127,7 +127,7 @@ def test_conversation_on_a_laptop(browser, server, seed_text):
     follow = ask(page, "What is her title?")
     expect(follow.locator(".answer-text")).to_contain_text("deputy assistant secretary")
     expect(follow.locator(".follow-up")).to_have_text(  # how it was read, in plain sight
-        "Read as a follow-up: refers back ('her'): the last question and answer added; "
+        "Read as a follow-up: refers back ('her'): the last question added; "
         f"read as \"What is {first['short_answer']['text']}'s title?\"")
     expect(reply.locator(".follow-up")).to_have_count(0)
     assert watch.asks[-1]["history"] == [{"role": "user", "content": DELEGATION},
