@@ -184,14 +184,25 @@ def test_they_is_read_as_the_group_the_last_question_asks_about(last, question, 
     assert said.query.startswith(read) and last in said.query  # still searched with the last exchange
 
 
-@pytest.mark.parametrize(("last", "question"), [
-    ("Who did the Normans fight?", "Where did they fight?"),  # after "who", "they" may be the answer
-    ("What did Russia offer the United States?", "What did they say?"),  # a name, not a group
-    ("Where did senior officials negotiate?", "What did they agree?"),  # no "the": left to the reader
+@pytest.mark.parametrize(("last", "question", "with_last"), [
+    ("Who did the Normans fight?", "Where did they fight?", True),  # after "who", "they" may be the answer
+    ("What did Russia offer the United States?", "What did they say?", False),  # a name, not a group
+    ("Where did senior officials negotiate?", "What did they agree?", False),  # no "the": left to the reader
 ])
-def test_they_is_not_read_as_a_group_it_may_not_be(last, question):
+def test_they_is_not_read_as_a_group_it_may_not_be(last, question, with_last):
     said = rewrite(question, history(last))
-    assert said.resolved("") == said and said.read == f"{question} {last}"
+    assert said.resolved("") == said and said.query == f"{question} {last}"
+    assert said.read == (f"{question} {last}" if with_last else question)
+
+
+def test_a_pronoun_without_a_name_is_read_as_asked_and_that_with_the_last_question():
+    last = history("When was he born?", "He was born in 1914 in Los Angeles.")
+    said = rewrite("Who were his parents?", last).resolved("")
+    assert said.reader_question == "Who were his parents?"
+    assert said.query == "Who were his parents? When was he born?"
+    said = rewrite("Why were those links cut?", history("What did Russia offer?", "Direct air links."))
+    said = said.resolved("")
+    assert said.reader_question == said.query == "Why were those links cut? What did Russia offer?"
 
 
 def test_the_history_gives_the_short_answer_a_follow_up_refers_to():
