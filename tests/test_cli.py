@@ -165,3 +165,35 @@ def test_eval_runs_a_conversation_set(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "span reader: 1.000 of 2 chains right" in out
     assert "short answer right, turns after the first: 1 of 1" in out
+
+
+def test_eval_plays_information_seeking_dialogs_and_tells_turns_apart_by_rule(tmp_path, capsys):
+    """`qa eval` on dialogs in QuAC's form: with history, scoped to the dialog's document, and
+    each later turn alone, also by the rule that read it, so history is seen to help or not."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "seed.txt").write_text((ROOT / "seeds" / "000_fdd6fe5acc3e6b5b.txt").read_text(encoding="utf-8"))
+    (docs / "lighthouse.txt").write_text("The Varnholm lighthouse was built in 1871 on a granite skerry. "
+                                         "It is 42 metres tall and its light reaches 20 nautical miles.")
+    title = "the head of the North America department of the Russian Foreign Ministry"
+    dialogs = [{"doc": "seed.txt", "turns": [
+                   {"question": "Who led the Russian delegation?", "answers": ["Alexander Darchiyev"]},
+                   {"question": "What is his title?", "answers": [title]},
+                   {"question": "Who wrote Pride and Prejudice?", "answers": [], "unanswerable": True}]},
+               {"doc": "lighthouse.txt", "turns": [
+                   {"question": "When was the Varnholm lighthouse built?", "answers": ["1871"]},
+                   {"question": "How tall is it?", "answers": ["42 metres"]}]}]
+    path = tmp_path / "chains.json"
+    path.write_text(json.dumps({"dialogs": dialogs}))
+    assert main(["eval", str(path), "--reader", "span", "--json"]) == 0
+    ways = json.loads(capsys.readouterr().out)["span"]
+    assert list(ways) == ["history, first turns", "history, later turns", "alone, later turns",
+                          "scoped, first turns", "scoped, later turns", "refers back: alone",
+                          "refers back: history", "standalone: alone", "standalone: history"]
+    assert ways["history, first turns"]["overlap"] == ways["scoped, first turns"]["overlap"] == 1.0
+    assert ways["refers back: history"]["turns"] == 2 and ways["refers back: history"]["overlap"] == 1.0
+    # "How tall is it?" alone is not about the lighthouse: the history keeps it there
+    assert ways["refers back: alone"]["overlap"] < 1.0
+    assert ways["standalone: history"]["abstained_when_unanswerable"] == 1.0
+    assert main(["eval", str(path), "--reader", "span"]) == 0
+    assert "refers back: history" in capsys.readouterr().out

@@ -4,12 +4,14 @@ Two forms. Our chains (``eval/conversations.json``): documents and chains of tur
 with the texts a right answer holds and the kind of follow-up it tests. Information-seeking
 dialogs in QuAC's form (``chains.json`` beside a ``docs/`` folder): each dialog asks about
 one document, turn by turn, with the gold spans of that document; played twice, over the
-whole index and scoped to the dialog's document, and each later turn once more alone.
+whole index and scoped to the dialog's document, and each later turn once more alone, its
+figures also told apart by the rule that read it as a follow-up (or "standalone").
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ..conversation import exchange
@@ -169,6 +171,13 @@ def _turn(result: dict, turn: dict, doc: str, text: str) -> dict:
     }
 
 
+def read_as(result: dict) -> str:
+    """The rule that read a turn as a follow-up, as its answer's ``follow_up`` names it
+    ("refers back", "continues the last question", …), or "standalone"."""
+    why = result["follow_up"]
+    return "standalone" if why is None else re.sub(r"\s*\(.*", "", why.split(";")[0].split(":")[0]).strip()
+
+
 def _figures(turns: list[dict]) -> dict:
     answerable = [t for t in turns if t["answerable"]]
     typed = [t for t in turns if t["typed"]]
@@ -196,18 +205,22 @@ def evaluate_dialogs(dataset: Path, work_dir: Path, index_dir: Path, model: str 
     for name in readers:
         engine = Engine(index_dir, model, threshold, reader=name, reader_dir=reader_dir)
         ways: dict[str, list[dict]] = {}
+        by_rule: dict[str, list[dict]] = {}  # later turns with history and alone, by how they were read
         for dialog in dialogs:
             doc, text = dialog["doc"], texts[dialog["doc"]]
             for way, sources in (("history", None), ("scoped", [doc])):
                 history: list[dict] = []
                 for i, turn in enumerate(dialog["turns"]):
                     result = engine.ask(turn["question"], history, sources=sources)
-                    place = "first" if i == 0 else "later"
-                    ways.setdefault(f"{way}, {place} turns", []).append(_turn(result, turn, doc, text))
+                    played = _turn(result, turn, doc, text)
+                    ways.setdefault(f"{way}, {'first' if i == 0 else 'later'} turns", []).append(played)
                     history += exchange(turn["question"], result)
                     if i and sources is None:
-                        alone = engine.ask(turn["question"])
-                        ways.setdefault("alone, later turns", []).append(_turn(alone, turn, doc, text))
+                        alone = _turn(engine.ask(turn["question"]), turn, doc, text)
+                        ways.setdefault("alone, later turns", []).append(alone)
+                        by_rule.setdefault(f"{read_as(result)}: history", []).append(played)
+                        by_rule.setdefault(f"{read_as(result)}: alone", []).append(alone)
+        ways.update(sorted(by_rule.items()))
         out[engine.reader.name] = {way: _figures(turns) for way, turns in ways.items()}
     return out
 
@@ -219,7 +232,7 @@ def dialogs_report(results: dict[str, dict], as_json: bool = False) -> str:
     lines = []
     for name, ways in results.items():
         keys = list(next(iter(ways.values())))
-        lines.append(f"{name} reader{'':15s} " + " ".join(f"{k[:10]:>10s}" for k in keys))
-        lines += [f"  {way:28s} " + " ".join(f"{figures[k]!s:>10s}" for k in keys)
+        lines.append(f"{name} reader{'':27s} " + " ".join(f"{k[:10]:>10s}" for k in keys))
+        lines += [f"  {way:40s} " + " ".join(f"{figures[k]!s:>10s}" for k in keys)
                   for way, figures in ways.items()]
     return "\n".join(lines)
