@@ -9,7 +9,8 @@ rules that can be shown to the user (``Rewrite.why``):
 - a bare question word ("When?", "How many?", "Why?"), or no word of its own but a
   verb whose subject is left out ("How many were seized?"): it asks about the last
   question and its answer;
-- asking for more ("What else?", "Anything else?"): the last question again; no
+- asking for more ("What else?", "Anything else?"): the last question again, or its own
+  question where it has words of its own ("What else was bad about it?"); no
   answer given so far is repeated, unless with a short answer not given yet (the
   reader abstains rather than repeat one);
 - referring back with a pronoun or "that", "those", "there", "which one": the last
@@ -413,10 +414,14 @@ def _follow_up(question: str, last_question: str, last_answer: str,
     avoid = (last_answer,) if last_answer else ()
     text = question.strip()
     lowered = text.lower()
-    if _MORE.match(lowered):
-        return Rewrite(last_question, "asks for more: the last question again, without the answers "
-                       "given so far", given or avoid, alone=last_question, more=True)
     words = _words(text)
+    if _MORE.match(lowered):
+        if all(w in _EMPTY or w in _PERSONAL for w in words):  # "What else?", "What else did he do?"
+            return Rewrite(last_question, "asks for more: the last question again, without the answers "
+                           "given so far", given or avoid, alone=last_question, more=True)
+        # "What else was bad about his time there?": its own question, searched with the last one
+        return Rewrite(f"{text} {last_question}", "asks for more: the question with the last one, "
+                       "without the answers given so far", given or avoid, text, alone=text, more=True)
     empty = bool(words) and all(w in _EMPTY for w in words)
     with_last = f"{text} {last_question}"
     if empty or _only_a_verb(text, words):

@@ -53,6 +53,16 @@ def test_asking_for_more_repeats_the_question_without_its_answer():
     assert said.avoid == ("Financing.",) and "more" in said.why and said.more
 
 
+@pytest.mark.parametrize("question", ["What else was bad about his time at Old Trafford?",
+                                      "Tell me more about his early life."])
+def test_asking_for_more_with_words_of_its_own_reads_its_own_question(question):
+    said = rewrite(question, history("Why was his spell not a great success?", "He had no fear."))
+    assert said.reader_question == question and said.more and said.avoid == ("He had no fear.",)
+    assert said.query == f"{question} Why was his spell not a great success?"
+    plain = rewrite("What else did he do?", history("What did he do in 1990?"))
+    assert plain.query == plain.reader_question == "What did he do in 1990?"
+
+
 def test_asking_for_more_again_avoids_every_answer_given():
     turns = [*history("What did the parties agree to ensure?", "Financing."),
              *history("What else?", "Conditions for diplomats.")]
