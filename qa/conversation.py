@@ -14,7 +14,8 @@ rules that can be shown to the user (``Rewrite.why``):
   answer given so far is repeated, unless with a short answer not given yet (the
   reader abstains rather than repeat one);
 - referring back with a pronoun or "that", "those", "there", "which one": the last
-  question is added as context (not its answer, whose words draw the search back to it).
+  question is added as context, and the last answer where the word points at what it said
+  ("that", not "he": the subject's documents come first anyway).
 A follow-up never repeats the last answer's quote when another one answers
 (``Rewrite.avoid``), and its short answer is never what it refers to, the last
 answer's own short answer (``Rewrite.last``); the reader decides both. Where that
@@ -452,10 +453,12 @@ def _follow_up(question: str, last_question: str, last_answer: str,
         # conversation chains unchanged; docs/conversation.md).
         who = asked_kind(last_question) == PERSON and asked_kind(text) != STATEMENT
         read = text if word in _PERSONAL and not who else with_last
-        # Retrieval searches with the last question, not its answer: the subject's documents
-        # come first anyway (subject.py), and the answer's words drew the search back to the
-        # answer given, often from another document (QuAC's later turns, cited span overlaps
-        # gold 0.267 -> 0.290; conversation chains 0.807 -> 0.825; docs/conversation.md).
-        return Rewrite(with_last, f"refers back ({word!r}): the last question added", avoid,
-                       read, alone=with_last)
+        # Retrieval searches with the last question, and with its answer where the word points
+        # at what the answer said ("that", "those", "there"): a pronoun's subject has its
+        # documents come first anyway (subject.py), and the answer's words drew the search back
+        # to the answer given, often from another document (QuAC's later turns, cited span
+        # overlaps gold 0.267 -> 0.313; conversation chains 0.807 -> 0.825; docs/conversation.md).
+        query, added = (with_last, "question") if word in _PERSONAL else (
+            f"{with_last} {last_answer}".strip(), "question and answer")
+        return Rewrite(query, f"refers back ({word!r}): the last {added} added", avoid, read, alone=with_last)
     return Rewrite(question)

@@ -35,10 +35,11 @@ def test_elliptical_continuations_take_the_place_of_the_matching_phrase(last, qu
     ("When?", True), ("How many?", True), ("Why?", True), ("By which treaty?", True), ("What year?", True),
     ("What happened there?", True), ("How many were seized?", True), ("What happened next?", True),
     ("Who won?", True), ("What was agreed?", True),
-    # a word that refers back: the subject's documents come first, and the last answer's words
-    # would draw the search back to the answer given
-    ("What is her title?", False), ("Why were those links cut in the first place?", False),
-    ("Who cut air links with Russia after that?", False), ("And its population?", False)])
+    ("Why were those links cut in the first place?", True),
+    ("Who cut air links with Russia after that?", True),
+    # a personal pronoun: the subject's documents come first, and the last answer's words would
+    # draw the search back to the answer given
+    ("What is her title?", False), ("And its population?", False)])
 def test_fragments_and_references_carry_the_last_exchange(question, with_answer):
     said = rewrite(question, history("Who led the U.S. delegation?", "Sonata Coulter led it."))
     assert said.query.startswith(question)  # the question leads: a reader that clips keeps it
@@ -100,8 +101,7 @@ def test_the_x_one_in_a_question_is_read_with_the_last_phrase(last, question, re
 
 def test_which_one_refers_back():
     said = rewrite("Which one includes Las Vegas?", history("How many megaregions are there?", "Eleven."))
-    assert said.why.startswith("refers back ('one')")
-    assert said.query == "Which one includes Las Vegas? How many megaregions are there?"
+    assert said.why.startswith("refers back ('one')") and said.query.endswith("Eleven.")
     assert rewrite("Which one is larger?", []).why is None
 
 
@@ -212,7 +212,8 @@ def test_a_pronoun_without_a_name_is_read_as_asked_and_that_with_the_last_questi
     assert said.query == "Who were his parents? When was he born?"
     said = rewrite("Why were those links cut?", history("What did Russia offer?", "Direct air links."))
     said = said.resolved("")
-    assert said.reader_question == said.query == "Why were those links cut? What did Russia offer?"
+    assert said.reader_question == "Why were those links cut? What did Russia offer?"
+    assert said.query == "Why were those links cut? What did Russia offer? Direct air links."
 
 
 def test_the_history_gives_the_short_answer_a_follow_up_refers_to():
