@@ -9,13 +9,11 @@ rules that can be shown to the user (``Rewrite.why``):
 - a bare question word ("When?", "How many?", "Why?"), or no word of its own but a
   verb whose subject is left out ("How many were seized?"): it asks about the last
   question and its answer;
-- asking for more ("What else?", "Anything else?"): the last question again, or its own
-  question where it has words of its own ("What else was bad about it?"); no
-  answer given so far is repeated, unless with a short answer not given yet (the
-  reader abstains rather than repeat one);
+- asking for more ("What else?"; "What else was bad about it?" reads its own words): the
+  last question again; no answer given so far is repeated, unless with a short answer
+  not given yet (the reader abstains rather than repeat one);
 - referring back with a pronoun or "that", "those", "there", "which one": the last
-  question is added as context, and the last answer where the word points at what it said
-  ("that", not "he": the subject's documents come first anyway).
+  question is added, and the last answer where the word points at what it said.
 A follow-up never repeats the last answer's quote when another one answers
 (``Rewrite.avoid``), and its short answer is never what it refers to, the last
 answer's own short answer (``Rewrite.last``); the reader decides both. Where that
@@ -382,9 +380,7 @@ def split_word(token: str) -> tuple[str, str]:
 
 def _asked(history: list[dict[str, str]]) -> str:
     """The last question as it stands alone: a follow-up as the rules rewrote it ("And the
-    American side?" -> "Who headed the American side?", "What is her title?" -> "What is
-    Sonata Coulter's title?", "Why?" -> "Why? What did Russia offer?"), any other question
-    as asked."""
+    American side?" -> "Who headed the American side?"), any other question as asked."""
     for i in range(len(history) - 1, -1, -1):
         if history[i]["role"] == "user":
             question = history[i]["content"].strip()
@@ -408,31 +404,26 @@ def rewrite(question: str, history: list[dict[str, str]]) -> Rewrite:
                    shown=tuple(s for s in shorts if s) if said.more else ())
 
 
-def _follow_up(question: str, last_question: str, last_answer: str,
-               given: tuple[str, ...] = ()) -> Rewrite:
+def _follow_up(question: str, last_question: str, last_answer: str, given: tuple[str, ...] = ()) -> Rewrite:
     """The question read as a follow-up of the last question and answer, if it is one;
     ``given``: every answer the conversation gave, none of which asking for more repeats."""
     avoid = (last_answer,) if last_answer else ()
     text = question.strip()
     lowered = text.lower()
     words = _words(text)
-    if _MORE.match(lowered):
-        if all(w in _EMPTY or w in _PERSONAL for w in words):  # "What else?", "What else did he do?"
-            return Rewrite(last_question, "asks for more: the last question again, without the answers "
-                           "given so far", given or avoid, alone=last_question, more=True)
-        # "What else was bad about his time there?": its own question, searched with the last one
+    if _MORE.match(lowered) and all(w in _EMPTY or w in _PERSONAL for w in words):  # "What else?"
+        return Rewrite(last_question, "asks for more: the last question again, without the answers "
+                       "given so far", given or avoid, alone=last_question, more=True)
+    if _MORE.match(lowered):  # "What else was bad about his time there?": its own words
         return Rewrite(f"{text} {last_question}", "asks for more: the question with the last one, "
                        "without the answers given so far", given or avoid, text, alone=text, more=True)
     empty = bool(words) and all(w in _EMPTY for w in words)
     with_last = f"{text} {last_question}"
-    if empty or _only_a_verb(text, words):
-        own = "no words of its own" if empty else "no words of its own but a verb"
+    own = ("no words of its own" if empty else "no words of its own but a verb" if _only_a_verb(text, words)
+           else "a fragment, not a sentence" if _fragment(words) else "")
+    if own:
         return Rewrite(f"{with_last} {last_answer}".strip(),
                        f"{own}: asks about the last question and answer", avoid, alone=with_last)
-    if _fragment(words):
-        return Rewrite(f"{with_last} {last_answer}".strip(),
-                       "a fragment, not a sentence: asks about the last question and answer", avoid,
-                       alone=with_last)
     for lead in _CONTINUATIONS:  # "one" in a fragment is the continuation's own ("the American one")
         if (lowered.startswith(lead) and words and words[-1] not in _EMPTY
                 and _refers_back(text) in (None, "one", "ones")):
@@ -443,21 +434,16 @@ def _follow_up(question: str, last_question: str, last_answer: str,
             return Rewrite(query, f"continues the last question: {query!r}", avoid, alone=query)
     word = _refers_back(text)
     if word:
-        # The reader reads the last question beside this one, to know what the word stands for:
-        # "that", "those", "there", "which one", or a person the last question asked about
-        # ("What is her title?" after "Who led the delegation?"), unless this one asks what was
-        # said or done (the reader would name a person again: "What did they discuss?"). Any
-        # other personal pronoun left as it is (no name to read in its place: Rewrite.resolved)
-        # it reads as asked: the last question names nobody it could stand for (QuAC's later
-        # turns scoped to the dialog's document, cited span overlaps gold 0.366 -> 0.412, the
-        # conversation chains unchanged; docs/conversation.md).
+        # The reader reads the last question beside this one to know what "that", "those",
+        # "there", "which one" or a person it asked about stand for, unless this one asks what
+        # was said or done (it would name a person again). A personal pronoun with no name in its
+        # place (Rewrite.resolved) it reads as asked: the last question names nobody either.
+        # Retrieval adds the last answer only for what points at what it said: a pronoun's
+        # subject has its documents first (subject.py), and the answer's words drew the search
+        # to the answer given. QuAC later turns 0.267 -> 0.313, scoped 0.351 -> 0.412, chains
+        # 0.807 -> 0.825 (docs/conversation.md).
         who = asked_kind(last_question) == PERSON and asked_kind(text) != STATEMENT
         read = text if word in _PERSONAL and not who else with_last
-        # Retrieval searches with the last question, and with its answer where the word points
-        # at what the answer said ("that", "those", "there"): a pronoun's subject has its
-        # documents come first anyway (subject.py), and the answer's words drew the search back
-        # to the answer given, often from another document (QuAC's later turns, cited span
-        # overlaps gold 0.267 -> 0.313; conversation chains 0.807 -> 0.825; docs/conversation.md).
         query, added = (with_last, "question") if word in _PERSONAL else (
             f"{with_last} {last_answer}".strip(), "question and answer")
         return Rewrite(query, f"refers back ({word!r}): the last {added} added", avoid, read, alone=with_last)
