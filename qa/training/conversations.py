@@ -171,7 +171,7 @@ def _turn(result: dict, turn: dict, doc: str, text: str) -> dict:
     }
 
 
-def read_as(result: dict) -> str:
+def follow_up_rule(result: dict) -> str:
     """The rule that read a turn as a follow-up, as its answer's ``follow_up`` names it
     ("refers back", "continues the last question", …), or "standalone"."""
     why = result["follow_up"]
@@ -218,8 +218,8 @@ def evaluate_dialogs(dataset: Path, work_dir: Path, index_dir: Path, model: str 
                     if i and sources is None:
                         alone = _turn(engine.ask(turn["question"]), turn, doc, text)
                         ways.setdefault("alone, later turns", []).append(alone)
-                        by_rule.setdefault(f"{read_as(result)}: history", []).append(played)
-                        by_rule.setdefault(f"{read_as(result)}: alone", []).append(alone)
+                        by_rule.setdefault(f"{follow_up_rule(result)}: history", []).append(played)
+                        by_rule.setdefault(f"{follow_up_rule(result)}: alone", []).append(alone)
         ways.update(sorted(by_rule.items()))
         out[engine.reader.name] = {way: _figures(turns) for way, turns in ways.items()}
     return out
