@@ -409,12 +409,12 @@ def _follow_up(question: str, last_question: str, last_answer: str, given: tuple
     ``given``: every answer the conversation gave, none of which asking for more repeats."""
     avoid = (last_answer,) if last_answer else ()
     text = question.strip()
-    lowered = text.lower()
-    words = _words(text)
-    if _MORE.match(lowered) and all(w in _EMPTY or w in _PERSONAL for w in words):  # "What else?"
+    lowered, words = text.lower(), _words(text)
+    more = bool(_MORE.match(lowered))
+    if more and all(w in _EMPTY or w in _PERSONAL for w in words):  # "What else?"
         return Rewrite(last_question, "asks for more: the last question again, without the answers "
                        "given so far", given or avoid, alone=last_question, more=True)
-    if _MORE.match(lowered):  # "What else was bad about his time there?": its own words
+    if more:  # "What else was bad about his time there?": its own words
         return Rewrite(f"{text} {last_question}", "asks for more: the question with the last one, "
                        "without the answers given so far", given or avoid, text, alone=text, more=True)
     empty = bool(words) and all(w in _EMPTY for w in words)
